@@ -1,0 +1,1 @@
+"""The node: trio actors around the protocol core, the CLI and configuration."""

@@ -1,0 +1,1 @@
+"""The deterministic core of the devnet: state, rules and messages, with no I/O."""

@@ -1,0 +1,853 @@
+"""The exchange: order placement and matching, cancels, modifies, triggers, dead man's switch.
+
+Invariants:
+- Price-time priority: a taker fills against the best price first, oldest order first, always at
+  the resting order's price, and never beyond its own limit.
+- No book is crossed at rest: whatever of a GTC order can trade does so before it rests, and an
+  ALO order that would trade is refused.
+- A rejected order changes nothing; each order of a batch is validated in full before the
+  exchange touches any state for it.
+- Self-trade prevention "expire maker": a taker meeting its own resting order cancels that order
+  (selfTradeCanceled, no fill, no fee) and keeps matching behind it.
+- The resting side is re-checked at every fill: a reduce-only order that no longer reduces is
+  cancelled (reduceOnlyCanceled), an order the collateral seam refuses is cancelled
+  (marginCanceled).
+- `user_orders` and `cloids` index exactly the live orders (resting, parked trigger, and TP/SL
+  children waiting for their parent); every order leaves them when it stops being live.
+- Order ids and trade ids come from counters in this state, so the same actions in the same
+  order give the same ids.
+
+Events (fills and order status updates) accumulate in `fills` and `order_updates` until the
+caller takes them with `take_events`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from protocol.actions import (
+    ActionResponse,
+    BatchModifyAction,
+    CancelAction,
+    CancelByCloidAction,
+    CancelResponse,
+    DefaultResponse,
+    ErrorResponse,
+    NoopAction,
+    OrderAction,
+    OrderResponse,
+    ScheduleCancelAction,
+    TradingAction,
+)
+from protocol.book import TIF_ALO, TIF_GTC, TIF_IOC, BookSide, OrderBook, RestingOrder
+from protocol.clearinghouse import Clearinghouse
+from protocol.fixed import format_fixed
+from protocol.markets import Market, Markets
+from protocol.orders import (
+    CANCELED,
+    ERR_BAD_ALO,
+    ERR_DUPLICATE_CLOID,
+    ERR_IOC_CANCEL,
+    ERR_MISSING_ORDER,
+    ERR_REDUCE_ONLY,
+    ERR_SPOT_BALANCE,
+    FILLED,
+    MARGIN_CANCELED,
+    OPEN,
+    REDUCE_ONLY_CANCELED,
+    SCHEDULED_CANCEL,
+    SELF_TRADE_CANCELED,
+    SIBLING_FILLED_CANCELED,
+    TRIGGERED,
+    WAITING_FOR_FILL,
+    WAITING_FOR_TRIGGER,
+    Filled,
+    OrderError,
+    OrderRequest,
+    OrderStatus,
+    OrderWire,
+    Resting,
+    Trigger,
+    check_payload,
+    price_on_tick,
+    rejection_status,
+    validate_order,
+)
+
+SCHEDULE_CANCEL_MIN_DELAY_MS = 5_000
+SCHEDULE_CANCEL_MAX_TRIGGERS_PER_DAY = 10
+DAY_MS = 86_400_000
+TRIGGER_MARKET_SLIPPAGE_PERCENT = 10
+ERR_SCHEDULE_TOO_EARLY = "Scheduled cancel time must be at least 5 seconds in the future."
+ERR_SCHEDULE_TOO_MANY = "Too many scheduled cancel triggers today."
+ERR_MODIFY_GROUPING = "Cannot modify an order into a TP/SL child."
+ERR_PARENT_CANCELED = "Parent order was canceled before it filled."
+
+
+class TriggerOrder(msgspec.Struct, frozen=True, gc=False):
+    """A TP/SL order parked off the book. `parent` is the oid of the normalTpsl parent it still
+    waits for (0 when armed); `group` links OCO siblings (0 when alone)."""
+
+    oid: int
+    user: str
+    asset: int
+    is_buy: bool
+    px: int
+    sz: int
+    timestamp: int
+    reduce_only: bool
+    cloid: str | None
+    trigger: Trigger
+    group: int
+    parent: int
+    is_position_tpsl: bool
+
+
+class Fill(msgspec.Struct, frozen=True, gc=False):
+    user: str
+    asset: int
+    coin: str
+    px: int
+    sz: int
+    is_buy: bool
+    time: int
+    start_position: int
+    direction: str
+    closed_pnl: int
+    oid: int
+    tid: int
+    crossed: bool
+    fee: int
+    fee_token: str
+    cloid: str | None
+
+
+class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
+    order: RestingOrder | TriggerOrder
+    status: str
+    time: int
+
+
+LiveOrder = RestingOrder | TriggerOrder
+
+
+def trigger_fires(order: TriggerOrder, mark_px: int) -> bool:
+    """Take profit sells above / buys below its trigger; stop loss sells below / buys above."""
+    above = order.trigger.is_tp != order.is_buy
+    trigger_px = order.trigger.trigger_px
+    return mark_px >= trigger_px if above else mark_px <= trigger_px
+
+
+def slippage_price(mark_px: int, is_buy: bool, market: Market) -> int:
+    """Mark moved 10% against the taker, rounded to a valid price in the taker's favour of
+    execution (up for buys, down for sells), for market TP/SL orders."""
+    raw = (
+        mark_px * (100 + TRIGGER_MARKET_SLIPPAGE_PERCENT)
+        if is_buy
+        else mark_px * (100 - TRIGGER_MARKET_SLIPPAGE_PERCENT)
+    )
+    px = -((-raw) // 100) if is_buy else raw // 100
+    digits = len(str(px))
+    if digits > 5 and px % 10**market.px_decimals:
+        unit = 10 ** (digits - 5)
+        px = -((-px) // unit) * unit if is_buy else (px // unit) * unit
+    assert price_on_tick(px, market.px_decimals) or px % 10**market.px_decimals == 0
+    return max(px, 1)
+
+
+class Exchange:
+    def __init__(self, markets: Markets, clearinghouse: Clearinghouse | None = None) -> None:
+        self.markets = markets
+        self.clearinghouse = clearinghouse if clearinghouse is not None else Clearinghouse(markets)
+        self.books: dict[int, OrderBook] = {a: OrderBook(a) for a in markets.by_asset}
+        self.next_oid = 1
+        self.next_tid = 1
+        self.user_orders: dict[str, dict[int, int]] = {}  # user -> oid -> asset, live orders
+        self.cloids: dict[tuple[str, str], int] = {}  # (user, cloid) -> oid, live orders
+        self.triggers: dict[int, TriggerOrder] = {}  # parked TP/SL, armed or waiting
+        self.children: dict[int, list[int]] = {}  # normalTpsl parent oid -> waiting children
+        self.scheduled_cancels: dict[str, int] = {}  # user -> time the cancel-all fires
+        self.scheduled_cancel_days: dict[str, tuple[int, int]] = {}  # user -> (day, triggers)
+        self.fills: list[Fill] = []
+        self.order_updates: list[OrderUpdate] = []
+
+    def take_events(self) -> tuple[list[Fill], list[OrderUpdate]]:
+        fills, updates = self.fills, self.order_updates
+        self.fills, self.order_updates = [], []
+        return fills, updates
+
+    # Actions.
+
+    def execute(self, user: str, action: TradingAction, time: int) -> ActionResponse:
+        match action:
+            case OrderAction():
+                return self.place_orders(user, action.orders, action.grouping, time)
+            case CancelAction():
+                return CancelResponse(
+                    tuple(self.cancel(user, c.a, c.o, time) for c in action.cancels)
+                )
+            case CancelByCloidAction():
+                return CancelResponse(
+                    tuple(
+                        self.cancel_by_cloid(user, c.asset, c.cloid, time) for c in action.cancels
+                    )
+                )
+            case BatchModifyAction():
+                error = check_payload(self.markets, tuple(m.order for m in action.modifies))
+                if error is not None:
+                    return ErrorResponse(error)
+                return OrderResponse(
+                    tuple(self.modify(user, m.oid, m.order, time) for m in action.modifies)
+                )
+            case ScheduleCancelAction():
+                return self.schedule_cancel(user, action.time, time)
+            case NoopAction():
+                return DefaultResponse()
+
+    def place_orders(
+        self, user: str, orders: tuple[OrderWire, ...], grouping: str, time: int
+    ) -> ActionResponse:
+        """An `order` action: one status per order, or one error for the whole batch."""
+        error = check_payload(self.markets, orders)
+        if error is not None:
+            return ErrorResponse(error)
+        if grouping == "normalTpsl":
+            return self._place_normal_tpsl(user, orders, time)
+        if grouping not in ("na", "positionTpsl"):
+            return ErrorResponse(f"Unknown grouping {grouping}.")
+        statuses: list[OrderStatus] = []
+        group = self.next_oid if grouping == "positionTpsl" else 0
+        for wire in orders:
+            request = validate_order(self.markets, wire)
+            if isinstance(request, str):
+                statuses.append(OrderError(request))
+            elif request.trigger is not None:
+                status = self.park_trigger(user, request, time, group, 0, group != 0)
+                if group and isinstance(status, Resting):
+                    status = WAITING_FOR_TRIGGER
+                statuses.append(status)
+            else:
+                statuses.append(self.place_order(user, request, time))
+        return OrderResponse(tuple(statuses))
+
+    def _place_normal_tpsl(
+        self, user: str, orders: tuple[OrderWire, ...], time: int
+    ) -> ActionResponse:
+        """The first order is the parent; the TP/SL orders after it wait for it to fill fully,
+        and are cancelled with it if it is cancelled first."""
+        if orders[0].t.trigger is not None or any(o.t.trigger is None for o in orders[1:]):
+            return ErrorResponse("normalTpsl needs a limit parent followed by TP/SL orders.")
+        requests = [validate_order(self.markets, wire) for wire in orders]
+        parent = requests[0]
+        if isinstance(parent, str):
+            return OrderResponse(tuple(OrderError(parent) for _ in requests))
+        parent_status = self.place_order(user, parent, time)
+        statuses: list[OrderStatus] = [parent_status]
+        if isinstance(parent_status, OrderError):
+            statuses.extend(OrderError(parent_status.error) for _ in requests[1:])
+            return OrderResponse(tuple(statuses))
+        assert isinstance(parent_status, Resting | Filled)
+        parent_oid = parent_status.oid
+        armed = isinstance(parent_status, Filled)
+        if isinstance(parent_status, Filled) and parent_status.total_sz < parent.sz:
+            # The rest of the parent was cancelled (an IOC), and children die with it.
+            statuses.extend(OrderError(ERR_PARENT_CANCELED) for _ in requests[1:])
+            return OrderResponse(tuple(statuses))
+        for child in requests[1:]:
+            if isinstance(child, str):
+                statuses.append(OrderError(child))
+                continue
+            status = self.park_trigger(user, child, time, parent_oid, 0 if armed else parent_oid)
+            if isinstance(status, Resting):
+                status = WAITING_FOR_TRIGGER if armed else WAITING_FOR_FILL
+            statuses.append(status)
+        return OrderResponse(tuple(statuses))
+
+    def place_order(self, user: str, request: OrderRequest, time: int) -> OrderStatus:
+        """Place one validated limit order: match what crosses, rest or cancel the rest."""
+        market = self.markets.by_asset[request.asset]
+        if request.cloid is not None and (user, request.cloid) in self.cloids:
+            return OrderError(ERR_DUPLICATE_CLOID)
+        oid = self.next_oid
+        self.next_oid = oid + 1
+        return self._execute(
+            user,
+            market,
+            oid,
+            request.is_buy,
+            request.px,
+            request.sz,
+            request.tif,
+            request.reduce_only,
+            request.cloid,
+            time,
+        )
+
+    def _reject(
+        self,
+        user: str,
+        market: Market,
+        oid: int,
+        is_buy: bool,
+        px: int,
+        sz: int,
+        tif: int,
+        reduce_only: bool,
+        cloid: str | None,
+        time: int,
+        error: str,
+    ) -> OrderError:
+        order = RestingOrder(
+            oid, user, market.asset, is_buy, px, sz, sz, time, tif, reduce_only, cloid
+        )
+        self.order_updates.append(OrderUpdate(order, rejection_status(error), time))
+        self._cancel_children(oid, time)
+        return OrderError(error)
+
+    def _execute(
+        self,
+        user: str,
+        market: Market,
+        oid: int,
+        is_buy: bool,
+        px: int,
+        sz: int,
+        tif: int,
+        reduce_only: bool,
+        cloid: str | None,
+        time: int,
+    ) -> OrderStatus:
+        asset = market.asset
+        book = self.books[asset]
+        clearinghouse = self.clearinghouse
+        account = clearinghouse.account(user)
+        is_spot = market.is_spot
+
+        if reduce_only:
+            szi = 0 if is_spot else account.szi(asset)
+            if szi == 0 or (szi > 0) == is_buy:
+                return self._reject(
+                    user,
+                    market,
+                    oid,
+                    is_buy,
+                    px,
+                    sz,
+                    tif,
+                    reduce_only,
+                    cloid,
+                    time,
+                    ERR_REDUCE_ONLY,
+                )
+            held = szi if szi > 0 else -szi
+            sz = min(sz, held)
+        opposite = book.asks if is_buy else book.bids
+        best = opposite.best_level()
+        crosses = best is not None and (best.px <= px if is_buy else best.px >= px)
+        if tif == TIF_ALO and crosses:
+            bid, ask = book.best_bid(), book.best_ask()
+            bbo = f"{_px(bid, market)}@{_px(ask, market)}"
+            return self._reject(
+                user,
+                market,
+                oid,
+                is_buy,
+                px,
+                sz,
+                tif,
+                reduce_only,
+                cloid,
+                time,
+                ERR_BAD_ALO.format(bbo=bbo),
+            )
+        if tif == TIF_IOC and not crosses:
+            return self._reject(
+                user, market, oid, is_buy, px, sz, tif, reduce_only, cloid, time, ERR_IOC_CANCEL
+            )
+        if is_spot:
+            token = market.quote_token if is_buy else market.base_token
+            cost = px * sz if is_buy else sz * market.base_wei_per_lot
+            if account.spot_available(token) < cost:
+                return self._reject(
+                    user,
+                    market,
+                    oid,
+                    is_buy,
+                    px,
+                    sz,
+                    tif,
+                    reduce_only,
+                    cloid,
+                    time,
+                    ERR_SPOT_BALANCE,
+                )
+        elif not reduce_only:
+            error = clearinghouse.order_margin_error(user, market, is_buy, px, sz)
+            if error is not None:
+                return self._reject(
+                    user, market, oid, is_buy, px, sz, tif, reduce_only, cloid, time, error
+                )
+
+        filled_sz = 0
+        filled_ntl = 0
+        if crosses:
+            filled_sz, filled_ntl = self._match(
+                user, market, book, opposite, oid, is_buy, px, sz, reduce_only, cloid, time
+            )
+        remaining = sz - filled_sz
+        if reduce_only and remaining and account.szi(asset) == 0:
+            # Nothing left to reduce: the rest of a reduce-only order never rests.
+            order = RestingOrder(
+                oid, user, asset, is_buy, px, remaining, sz, time, tif, True, cloid
+            )
+            status = FILLED if filled_sz else REDUCE_ONLY_CANCELED
+            self.order_updates.append(OrderUpdate(order, status, time))
+            if not filled_sz:
+                self._cancel_children(oid, time)
+                return OrderError(ERR_REDUCE_ONLY)
+            self._arm_children(oid, time)
+            return Filled(oid, filled_sz, filled_ntl, cloid)
+        if remaining == 0:
+            order = RestingOrder(oid, user, asset, is_buy, px, 0, sz, time, tif, reduce_only, cloid)
+            self.order_updates.append(OrderUpdate(order, FILLED, time))
+            return Filled(oid, filled_sz, filled_ntl, cloid)
+        if tif == TIF_IOC:
+            order = RestingOrder(
+                oid, user, asset, is_buy, px, remaining, sz, time, tif, reduce_only, cloid
+            )
+            if filled_sz == 0:
+                self.order_updates.append(
+                    OrderUpdate(order, rejection_status(ERR_IOC_CANCEL), time)
+                )
+                self._cancel_children(oid, time)
+                return OrderError(ERR_IOC_CANCEL)
+            self.order_updates.append(OrderUpdate(order, CANCELED, time))
+            self._cancel_children(oid, time)
+            return Filled(oid, filled_sz, filled_ntl, cloid)
+        order = RestingOrder(
+            oid, user, asset, is_buy, px, remaining, sz, time, tif, reduce_only, cloid
+        )
+        if is_spot:
+            if is_buy:
+                clearinghouse.hold_spot(user, market.quote_token, px * remaining)
+            else:
+                clearinghouse.hold_spot(
+                    user, market.base_token, remaining * market.base_wei_per_lot
+                )
+        book.rest(order)
+        mine = self.user_orders.get(user)
+        if mine is None:
+            mine = self.user_orders[user] = {}
+        mine[oid] = asset
+        if cloid is not None:
+            self.cloids[(user, cloid)] = oid
+        self.order_updates.append(OrderUpdate(order, OPEN, time))
+        return Resting(oid, cloid)
+
+    def _match(
+        self,
+        user: str,
+        market: Market,
+        book: OrderBook,
+        side: BookSide,
+        oid: int,
+        is_buy: bool,
+        px: int,
+        sz: int,
+        reduce_only: bool,
+        cloid: str | None,
+        time: int,
+    ) -> tuple[int, int]:
+        """Trade `sz` against `side` up to limit `px`; returns (filled size, filled notional)."""
+        clearinghouse = self.clearinghouse
+        asset = market.asset
+        coin = market.coin
+        is_spot = market.is_spot
+        fills = self.fills
+        updates = self.order_updates
+        filled_sz = 0
+        filled_ntl = 0
+        remaining = sz
+        taker_account = clearinghouse.account(user)
+        while remaining:
+            level = side.best_level()
+            if level is None or (level.px > px if is_buy else level.px < px):
+                break
+            maker = book.head(level)
+            if maker.user == user:
+                self._remove_resting(book, maker, SELF_TRADE_CANCELED, time)
+                continue
+            size = remaining if remaining < maker.sz else maker.sz
+            if reduce_only:
+                held = taker_account.szi(asset)
+                held = held if held > 0 else -held
+                if held == 0:
+                    break
+                size = min(size, held)
+            if not is_spot:
+                if maker.reduce_only:
+                    maker_szi = clearinghouse.account(maker.user).szi(asset)
+                    if maker_szi == 0 or (maker_szi > 0) == maker.is_buy:
+                        self._remove_resting(book, maker, REDUCE_ONLY_CANCELED, time)
+                        continue
+                    maker_held = maker_szi if maker_szi > 0 else -maker_szi
+                    size = min(size, maker_held)
+                elif not clearinghouse.resting_fill_allowed(
+                    maker.user, market, maker.is_buy, level.px, size
+                ):
+                    if maker.sz < maker.orig_sz:
+                        self._arm_children(maker.oid, time)
+                    self._remove_resting(book, maker, MARGIN_CANCELED, time)
+                    continue
+            trade_px = level.px
+            tid = self.next_tid
+            self.next_tid = tid + 1
+            book.fill_head(side, level, maker, size)
+            if is_spot:
+                taker_start, taker_fee = clearinghouse.apply_spot_fill(
+                    user, market, is_buy, trade_px, size, market.taker_fee, False
+                )
+                maker_start, maker_fee = clearinghouse.apply_spot_fill(
+                    maker.user, market, maker.is_buy, trade_px, size, market.maker_fee, True
+                )
+                tokens = self.markets.tokens
+                base_name = tokens[market.base_token].name
+                quote_name = tokens[market.quote_token].name
+                fills.append(
+                    Fill(
+                        maker.user,
+                        asset,
+                        coin,
+                        trade_px,
+                        size,
+                        maker.is_buy,
+                        time,
+                        maker_start,
+                        "Buy" if maker.is_buy else "Sell",
+                        0,
+                        maker.oid,
+                        tid,
+                        False,
+                        maker_fee,
+                        base_name if maker.is_buy else quote_name,
+                        maker.cloid,
+                    )
+                )
+                fills.append(
+                    Fill(
+                        user,
+                        asset,
+                        coin,
+                        trade_px,
+                        size,
+                        is_buy,
+                        time,
+                        taker_start,
+                        "Buy" if is_buy else "Sell",
+                        0,
+                        oid,
+                        tid,
+                        True,
+                        taker_fee,
+                        base_name if is_buy else quote_name,
+                        cloid,
+                    )
+                )
+            else:
+                taker_result, taker_fee = clearinghouse.apply_perp_fill(
+                    user, asset, is_buy, trade_px, size, market.taker_fee
+                )
+                maker_result, maker_fee = clearinghouse.apply_perp_fill(
+                    maker.user, asset, maker.is_buy, trade_px, size, market.maker_fee
+                )
+                fills.append(
+                    Fill(
+                        maker.user,
+                        asset,
+                        coin,
+                        trade_px,
+                        size,
+                        maker.is_buy,
+                        time,
+                        maker_result.start_position,
+                        maker_result.direction,
+                        maker_result.closed_pnl,
+                        maker.oid,
+                        tid,
+                        False,
+                        maker_fee,
+                        "USDC",
+                        maker.cloid,
+                    )
+                )
+                fills.append(
+                    Fill(
+                        user,
+                        asset,
+                        coin,
+                        trade_px,
+                        size,
+                        is_buy,
+                        time,
+                        taker_result.start_position,
+                        taker_result.direction,
+                        taker_result.closed_pnl,
+                        oid,
+                        tid,
+                        True,
+                        taker_fee,
+                        "USDC",
+                        cloid,
+                    )
+                )
+            filled_sz += size
+            filled_ntl += trade_px * size
+            remaining -= size
+            if size == maker.sz:
+                self._forget(maker.user, maker.oid, maker.cloid)
+                updates.append(OrderUpdate(msgspec.structs.replace(maker, sz=0), FILLED, time))
+                if maker.oid in self.children:
+                    self._arm_children(maker.oid, time)
+            elif maker.reduce_only and clearinghouse.account(maker.user).szi(asset) == 0:
+                rest = book.orders[maker.oid]
+                self._remove_resting(book, rest, REDUCE_ONLY_CANCELED, time)
+        return filled_sz, filled_ntl
+
+    # Removing live orders.
+
+    def _forget(self, user: str, oid: int, cloid: str | None) -> None:
+        mine = self.user_orders[user]
+        del mine[oid]
+        if not mine:
+            del self.user_orders[user]
+        if cloid is not None:
+            del self.cloids[(user, cloid)]
+
+    def _remove_resting(self, book: OrderBook, order: RestingOrder, status: str, time: int) -> None:
+        book.remove(order.oid)
+        market = self.markets.by_asset[order.asset]
+        if market.is_spot:
+            if order.is_buy:
+                self.clearinghouse.release_spot(order.user, market.quote_token, order.px * order.sz)
+            else:
+                self.clearinghouse.release_spot(
+                    order.user, market.base_token, order.sz * market.base_wei_per_lot
+                )
+        self._forget(order.user, order.oid, order.cloid)
+        self.order_updates.append(OrderUpdate(order, status, time))
+        self._cancel_children(order.oid, time)
+
+    def _remove_trigger(self, order: TriggerOrder, status: str, time: int) -> None:
+        del self.triggers[order.oid]
+        if order.parent:
+            waiting = self.children.get(order.parent)
+            if waiting is not None:
+                waiting.remove(order.oid)
+                if not waiting:
+                    del self.children[order.parent]
+        self._forget(order.user, order.oid, order.cloid)
+        self.order_updates.append(OrderUpdate(order, status, time))
+
+    def _cancel_children(self, parent_oid: int, time: int) -> None:
+        waiting = self.children.pop(parent_oid, None)
+        if waiting is None:
+            return
+        for child_oid in waiting:
+            child = self.triggers.pop(child_oid)
+            self._forget(child.user, child.oid, child.cloid)
+            self.order_updates.append(OrderUpdate(child, CANCELED, time))
+
+    def _arm_children(self, parent_oid: int, time: int) -> None:
+        waiting = self.children.pop(parent_oid, None)
+        if waiting is None:
+            return
+        for child_oid in waiting:
+            self.triggers[child_oid] = msgspec.structs.replace(self.triggers[child_oid], parent=0)
+
+    def remove_live_order(self, user: str, oid: int, status: str, time: int) -> bool:
+        """Take one of `user`'s live orders off the exchange with `status`; False if none."""
+        asset = self.user_orders.get(user, {}).get(oid)
+        if asset is None:
+            return False
+        resting = self.books[asset].orders.get(oid)
+        if resting is not None:
+            self._remove_resting(self.books[asset], resting, status, time)
+        else:
+            self._remove_trigger(self.triggers[oid], status, time)
+        return True
+
+    # Cancels and modifies.
+
+    def cancel(self, user: str, asset: int, oid: int, time: int) -> str | OrderError:
+        if self.user_orders.get(user, {}).get(oid) != asset:
+            return OrderError(f"{ERR_MISSING_ORDER} asset={asset}")
+        self.remove_live_order(user, oid, CANCELED, time)
+        return "success"
+
+    def cancel_by_cloid(self, user: str, asset: int, cloid: str, time: int) -> str | OrderError:
+        oid = self.cloids.get((user, cloid))
+        if oid is None:
+            return OrderError(f"{ERR_MISSING_ORDER} asset={asset}")
+        return self.cancel(user, asset, oid, time)
+
+    def modify(self, user: str, target: int | str, wire: OrderWire, time: int) -> OrderStatus:
+        """Replace a live order: the new order takes a new oid and keeps the old cloid unless
+        it names its own."""
+        oid = self.cloids.get((user, target)) if isinstance(target, str) else target
+        mine = self.user_orders.get(user, {})
+        if oid is None or oid not in mine:
+            return OrderError(ERR_MISSING_ORDER)
+        request = validate_order(self.markets, wire)
+        if isinstance(request, str):
+            return OrderError(request)
+        old = self.books[mine[oid]].orders.get(oid) or self.triggers[oid]
+        if isinstance(old, TriggerOrder) and old.parent:
+            return OrderError(ERR_MODIFY_GROUPING)
+        self.remove_live_order(user, oid, CANCELED, time)
+        if request.cloid is None and old.cloid is not None:
+            request = msgspec.structs.replace(request, cloid=old.cloid)
+        if request.trigger is not None:
+            return self.park_trigger(user, request, time, 0, 0)
+        return self.place_order(user, request, time)
+
+    # Trigger orders.
+
+    def park_trigger(
+        self,
+        user: str,
+        request: OrderRequest,
+        time: int,
+        group: int,
+        parent: int,
+        is_position_tpsl: bool = False,
+    ) -> OrderStatus:
+        """Park a TP/SL order off the book until the mark price reaches its trigger."""
+        assert request.trigger is not None
+        market = self.markets.by_asset[request.asset]
+        if market.is_spot:
+            return OrderError(ERR_REDUCE_ONLY)
+        if request.cloid is not None and (user, request.cloid) in self.cloids:
+            return OrderError(ERR_DUPLICATE_CLOID)
+        oid = self.next_oid
+        self.next_oid = oid + 1
+        order = TriggerOrder(
+            oid,
+            user,
+            request.asset,
+            request.is_buy,
+            request.px,
+            request.sz,
+            time,
+            request.reduce_only,
+            request.cloid,
+            request.trigger,
+            group,
+            parent,
+            is_position_tpsl,
+        )
+        self.triggers[oid] = order
+        if parent:
+            self.children.setdefault(parent, []).append(oid)
+        self.user_orders.setdefault(user, {})[oid] = request.asset
+        if request.cloid is not None:
+            self.cloids[(user, request.cloid)] = oid
+        self.order_updates.append(OrderUpdate(order, OPEN, time))
+        return Resting(oid, request.cloid)
+
+    def on_mark(self, asset: int, mark_px: int, time: int) -> None:
+        """Fire the armed TP/SL orders of `asset` that `mark_px` reaches, oldest first. A fired
+        order cancels its OCO siblings (siblingFilledCanceled) and trades under its own oid."""
+        market = self.markets.by_asset[asset]
+        due = sorted(
+            oid
+            for oid, order in self.triggers.items()
+            if order.asset == asset and not order.parent and trigger_fires(order, mark_px)
+        )
+        for oid in due:
+            order = self.triggers.get(oid)
+            if order is None:
+                continue  # a sibling fired first
+            self._remove_trigger(order, TRIGGERED, time)
+            if order.group:
+                for sibling in sorted(
+                    o for o, t in self.triggers.items() if t.group == order.group and not t.parent
+                ):
+                    self._remove_trigger(self.triggers[sibling], SIBLING_FILLED_CANCELED, time)
+            if order.trigger.is_market:
+                px, tif = slippage_price(mark_px, order.is_buy, market), TIF_IOC
+            else:
+                px, tif = order.px, TIF_GTC
+            self._execute(
+                order.user,
+                market,
+                oid,
+                order.is_buy,
+                px,
+                order.sz,
+                tif,
+                order.reduce_only,
+                order.cloid,
+                time,
+            )
+
+    # Dead man's switch.
+
+    def schedule_cancel(self, user: str, at: int | None, time: int) -> ActionResponse:
+        if at is None:
+            self.scheduled_cancels.pop(user, None)
+            return DefaultResponse()
+        if at < time + SCHEDULE_CANCEL_MIN_DELAY_MS:
+            return ErrorResponse(ERR_SCHEDULE_TOO_EARLY)
+        day, count = self.scheduled_cancel_days.get(user, (time // DAY_MS, 0))
+        if day == time // DAY_MS and count >= SCHEDULE_CANCEL_MAX_TRIGGERS_PER_DAY:
+            return ErrorResponse(ERR_SCHEDULE_TOO_MANY)
+        self.scheduled_cancels[user] = at
+        return DefaultResponse()
+
+    def on_block_time(self, time: int) -> None:
+        """Fire every scheduled cancel-all that is due, in account order."""
+        due = sorted(u for u, at in self.scheduled_cancels.items() if at <= time)
+        for user in due:
+            del self.scheduled_cancels[user]
+            day, count = self.scheduled_cancel_days.get(user, (time // DAY_MS, 0))
+            if day != time // DAY_MS:
+                day, count = time // DAY_MS, 0
+            self.scheduled_cancel_days[user] = (day, count + 1)
+            for oid in sorted(self.user_orders.get(user, {})):
+                self.remove_live_order(user, oid, SCHEDULED_CANCEL, time)
+
+    # Queries.
+
+    def open_orders(self, user: str) -> list[LiveOrder]:
+        """The account's live orders in placement (oid) order."""
+        result: list[LiveOrder] = []
+        for oid, asset in sorted(self.user_orders.get(user, {}).items()):
+            resting = self.books[asset].orders.get(oid)
+            result.append(resting if resting is not None else self.triggers[oid])
+        return result
+
+    def _check(self) -> None:
+        live: dict[int, tuple[str, int]] = {}
+        for asset, book in self.books.items():
+            book._check()
+            for oid, order in book.orders.items():
+                assert order.asset == asset
+                live[oid] = (order.user, asset)
+        for oid, trigger in self.triggers.items():
+            assert oid not in live, f"order {oid} both resting and parked"
+            live[oid] = (trigger.user, trigger.asset)
+            if trigger.parent:
+                assert oid in self.children.get(trigger.parent, []), f"orphan child {oid}"
+        indexed = {
+            oid: (user, asset)
+            for user, mine in self.user_orders.items()
+            for oid, asset in mine.items()
+        }
+        assert indexed == live, "user_orders does not match the live orders"
+        for (user, _cloid), oid in self.cloids.items():
+            assert live.get(oid, ("", 0))[0] == user, f"cloid index points at dead order {oid}"
+        self.clearinghouse._check()
+
+
+def _px(px: int | None, market: Market) -> str:
+    return "None" if px is None else format_fixed(px, market.px_decimals)

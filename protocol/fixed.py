@@ -1,0 +1,73 @@
+"""Exact decimal <-> integer fixed point.
+
+Invariants:
+- Wire numbers are parsed digit by digit, never through float: "0.1" at 6 decimals is exactly
+  100000, and a string with more precision than the target scale is refused, not rounded.
+- Formatting is the inverse of parsing: parse_fixed(format_fixed(v, d), d) == v.
+
+Scales used across the protocol:
+- USD_DECIMALS: perp collateral and every perp notional, in micro-USDC (1_000_000 = 1 USDC).
+  A perp price carries 6 - szDecimals decimals and a size szDecimals, so px * sz is already
+  at this scale.
+- SPOT_NOTIONAL_DECIMALS: spot notional, px (8 - szDecimals) times sz (szDecimals).
+- FEE_SCALE: fee rates in millionths (150 = 0.015%).
+"""
+
+from __future__ import annotations
+
+USD_DECIMALS = 6
+USD_SCALE = 10**USD_DECIMALS
+PERP_MAX_DECIMALS = 6
+SPOT_MAX_DECIMALS = 8
+SPOT_NOTIONAL_DECIMALS = SPOT_MAX_DECIMALS
+FEE_SCALE = 1_000_000
+
+_DIGITS = frozenset("0123456789")
+
+
+def parse_fixed(text: str, decimals: int) -> int | None:
+    """The integer `text * 10**decimals`, or None when `text` is not a plain decimal or has
+    nonzero digits beyond `decimals` places. Trailing zeros beyond the scale are accepted."""
+    if not text or len(text) > 64:
+        return None
+    negative = text[0] == "-"
+    if negative or text[0] == "+":
+        text = text[1:]
+    whole, dot, frac = text.partition(".")
+    if not whole and not frac:
+        return None
+    if (whole and not _DIGITS.issuperset(whole)) or (frac and not _DIGITS.issuperset(frac)):
+        return None
+    if dot and not frac and not whole:
+        return None
+    if len(frac) > decimals:
+        extra = frac[decimals:]
+        if extra.strip("0"):
+            return None
+        frac = frac[:decimals]
+    value: int = int(whole or "0") * 10**decimals + int((frac or "0").ljust(decimals, "0") or "0")
+    return -value if negative else value
+
+
+def format_fixed(value: int, decimals: int) -> str:
+    """Shortest decimal string for `value / 10**decimals`: no exponent, no trailing zeros."""
+    sign = "-" if value < 0 else ""
+    magnitude = -value if value < 0 else value
+    if decimals == 0:
+        return f"{sign}{magnitude}"
+    whole, frac = divmod(magnitude, 10**decimals)
+    if frac == 0:
+        return f"{sign}{whole}"
+    digits = str(frac).rjust(decimals, "0").rstrip("0")
+    return f"{sign}{whole}.{digits}"
+
+
+def significant_figures(value: int) -> int:
+    """Significant figures of a positive integer mantissa (trailing zeros do not count)."""
+    digits = str(value).rstrip("0")
+    return len(digits)
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Division rounded up, for amounts charged to a user."""
+    return -((-numerator) // denominator)
