@@ -49,17 +49,6 @@ class Account:
         return 0 if position is None else position.szi
 
 
-class PerpFillResult:
-    """What a perp fill did to one account, for the fill record."""
-
-    __slots__ = ("closed_pnl", "direction", "start_position")
-
-    def __init__(self, start_position: int, direction: str, closed_pnl: int) -> None:
-        self.start_position = start_position
-        self.direction = direction
-        self.closed_pnl = closed_pnl
-
-
 class Clearinghouse:
     __slots__ = ("accounts", "markets", "perp_fees", "spot_fees")
 
@@ -87,41 +76,41 @@ class Clearinghouse:
     # The collateral seam.
 
     def order_margin_error(
-        self, user: str, market: Market, is_buy: bool, px: int, sz: int
+        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
     ) -> str | None:
         """Placeholder rule (module doc) for a new perp order; None when it may be placed."""
-        account = self.account(user)
-        szi = account.szi(market.asset)
+        position = account.positions.get(market.asset)
+        szi = 0 if position is None else position.szi
         if (szi < 0 and is_buy and sz <= -szi) or (szi > 0 and not is_buy and sz <= szi):
             return None  # only reduces
         equity = account.usd
-        used = 0
+        # Margins round up, against the account.
+        used = -(-px * sz // market.max_leverage)
         by_asset = self.markets.by_asset
-        for asset, position in account.positions.items():
-            if position.szi:
-                equity += position.entry_ntl if position.szi > 0 else -position.entry_ntl
-                used += ceil_div(position.entry_ntl, by_asset[asset].max_leverage)
-        used += ceil_div(px * sz, market.max_leverage)
+        for asset, held in account.positions.items():
+            if held.szi:
+                equity += held.entry_ntl if held.szi > 0 else -held.entry_ntl
+                used += -(-held.entry_ntl // by_asset[asset].max_leverage)
         return None if used <= equity else ERR_PERP_MARGIN
 
     def resting_fill_allowed(
-        self, user: str, market: Market, is_buy: bool, px: int, sz: int
+        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
     ) -> bool:
         """The resting side's re-check at a fill (marginCanceled when False)."""
-        return self.order_margin_error(user, market, is_buy, px, sz) is None
+        return self.order_margin_error(account, market, is_buy, px, sz) is None
 
     # Trades.
 
     def apply_perp_fill(
-        self, user: str, asset: int, is_buy: bool, px: int, sz: int, fee_rate: int
-    ) -> tuple[PerpFillResult, int]:
-        """Move cash and position for one side of a perp trade; returns the record and fee."""
-        account = self.account(user)
+        self, account: Account, asset: int, is_buy: bool, px: int, sz: int, fee_rate: int
+    ) -> tuple[int, str, int, int]:
+        """Move cash and position for one side of a perp trade. Returns the fill record's
+        (start position, direction, closed pnl, fee)."""
         position = account.positions.get(asset)
         if position is None:
             position = account.positions[asset] = Position()
         notional = px * sz
-        fee = ceil_div(notional * fee_rate, FEE_SCALE)
+        fee = -(-notional * fee_rate // FEE_SCALE)  # rounded up: the payer's debit
         start = position.szi
         account.usd += -notional - fee if is_buy else notional - fee
         self.perp_fees += fee
@@ -143,7 +132,7 @@ class Clearinghouse:
                 direction = "Short > Long" if is_buy else "Long > Short"
             else:
                 direction = "Close Short" if is_buy else "Close Long"
-        return PerpFillResult(start, direction, closed_pnl), fee
+        return start, direction, closed_pnl, fee
 
     def hold_spot(self, user: str, token: int, amount: int) -> None:
         account = self.account(user)
@@ -155,7 +144,7 @@ class Clearinghouse:
 
     def apply_spot_fill(
         self,
-        user: str,
+        account: Account,
         market: Market,
         is_buy: bool,
         px: int,
@@ -165,7 +154,6 @@ class Clearinghouse:
     ) -> tuple[int, int]:
         """Move base and quote for one side of a spot trade; `held` when the amount paid was on
         hold (a resting order). Returns (start base balance, fee)."""
-        account = self.account(user)
         base, quote = market.base_token, market.quote_token
         base_wei = sz * market.base_wei_per_lot
         quote_wei = px * sz

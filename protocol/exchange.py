@@ -123,6 +123,9 @@ class Fill(msgspec.Struct, frozen=True, gc=False):
 
 
 class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
+    """A status change of one order. `order.sz` is the size still open when the status was
+    set, except for `filled`, where it is not meaningful (the order has nothing left)."""
+
     order: RestingOrder | TriggerOrder
     status: str
     time: int
@@ -382,7 +385,7 @@ class Exchange:
                     ERR_SPOT_BALANCE,
                 )
         elif not reduce_only:
-            error = clearinghouse.order_margin_error(user, market, is_buy, px, sz)
+            error = clearinghouse.order_margin_error(account, market, is_buy, px, sz)
             if error is not None:
                 return self._reject(
                     user, market, oid, is_buy, px, sz, tif, reduce_only, cloid, time, error
@@ -460,62 +463,73 @@ class Exchange:
     ) -> tuple[int, int]:
         """Trade `sz` against `side` up to limit `px`; returns (filled size, filled notional)."""
         clearinghouse = self.clearinghouse
+        accounts = clearinghouse.accounts
         asset = market.asset
         coin = market.coin
         is_spot = market.is_spot
+        maker_fee_rate = market.maker_fee
+        taker_fee_rate = market.taker_fee
         fills = self.fills
         updates = self.order_updates
+        user_orders = self.user_orders
+        children = self.children
         filled_sz = 0
         filled_ntl = 0
         remaining = sz
-        taker_account = clearinghouse.account(user)
+        taker = accounts[user]
+        if is_spot:
+            tokens = self.markets.tokens
+            base_name = tokens[market.base_token].name
+            quote_name = tokens[market.quote_token].name
         while remaining:
             level = side.best_level()
             if level is None or (level.px > px if is_buy else level.px < px):
                 break
             maker = book.head(level)
-            if maker.user == user:
+            maker_user = maker.user
+            if maker_user == user:
                 self._remove_resting(book, maker, SELF_TRADE_CANCELED, time)
                 continue
             size = remaining if remaining < maker.sz else maker.sz
-            if reduce_only:
-                held = taker_account.szi(asset)
-                held = held if held > 0 else -held
-                if held == 0:
-                    break
-                size = min(size, held)
+            trade_px = level.px
+            maker_account = accounts[maker_user]
             if not is_spot:
+                if reduce_only:
+                    position = taker.positions.get(asset)
+                    held = 0 if position is None else abs(position.szi)
+                    if held == 0:
+                        break
+                    size = min(size, held)
+                maker_position = maker_account.positions.get(asset)
+                maker_szi = 0 if maker_position is None else maker_position.szi
+                reduces = maker_szi > 0 if not maker.is_buy else maker_szi < 0
                 if maker.reduce_only:
-                    maker_szi = clearinghouse.account(maker.user).szi(asset)
-                    if maker_szi == 0 or (maker_szi > 0) == maker.is_buy:
+                    if not reduces:
                         self._remove_resting(book, maker, REDUCE_ONLY_CANCELED, time)
                         continue
-                    maker_held = maker_szi if maker_szi > 0 else -maker_szi
-                    size = min(size, maker_held)
-                elif not clearinghouse.resting_fill_allowed(
-                    maker.user, market, maker.is_buy, level.px, size
+                    size = min(size, abs(maker_szi))
+                elif (not reduces or size > abs(maker_szi)) and not (
+                    clearinghouse.resting_fill_allowed(
+                        maker_account, market, maker.is_buy, trade_px, size
+                    )
                 ):
                     if maker.sz < maker.orig_sz:
                         self._arm_children(maker.oid, time)
                     self._remove_resting(book, maker, MARGIN_CANCELED, time)
                     continue
-            trade_px = level.px
             tid = self.next_tid
             self.next_tid = tid + 1
             book.fill_head(side, level, maker, size)
             if is_spot:
                 taker_start, taker_fee = clearinghouse.apply_spot_fill(
-                    user, market, is_buy, trade_px, size, market.taker_fee, False
+                    taker, market, is_buy, trade_px, size, taker_fee_rate, False
                 )
                 maker_start, maker_fee = clearinghouse.apply_spot_fill(
-                    maker.user, market, maker.is_buy, trade_px, size, market.maker_fee, True
+                    maker_account, market, maker.is_buy, trade_px, size, maker_fee_rate, True
                 )
-                tokens = self.markets.tokens
-                base_name = tokens[market.base_token].name
-                quote_name = tokens[market.quote_token].name
                 fills.append(
                     Fill(
-                        maker.user,
+                        maker_user,
                         asset,
                         coin,
                         trade_px,
@@ -554,31 +568,31 @@ class Exchange:
                     )
                 )
             else:
-                taker_result, taker_fee = clearinghouse.apply_perp_fill(
-                    user, asset, is_buy, trade_px, size, market.taker_fee
-                )
-                maker_result, maker_fee = clearinghouse.apply_perp_fill(
-                    maker.user, asset, maker.is_buy, trade_px, size, market.maker_fee
+                start, direction, closed_pnl, fee = clearinghouse.apply_perp_fill(
+                    maker_account, asset, maker.is_buy, trade_px, size, maker_fee_rate
                 )
                 fills.append(
                     Fill(
-                        maker.user,
+                        maker_user,
                         asset,
                         coin,
                         trade_px,
                         size,
                         maker.is_buy,
                         time,
-                        maker_result.start_position,
-                        maker_result.direction,
-                        maker_result.closed_pnl,
+                        start,
+                        direction,
+                        closed_pnl,
                         maker.oid,
                         tid,
                         False,
-                        maker_fee,
+                        fee,
                         "USDC",
                         maker.cloid,
                     )
+                )
+                start, direction, closed_pnl, fee = clearinghouse.apply_perp_fill(
+                    taker, asset, is_buy, trade_px, size, taker_fee_rate
                 )
                 fills.append(
                     Fill(
@@ -589,13 +603,13 @@ class Exchange:
                         size,
                         is_buy,
                         time,
-                        taker_result.start_position,
-                        taker_result.direction,
-                        taker_result.closed_pnl,
+                        start,
+                        direction,
+                        closed_pnl,
                         oid,
                         tid,
                         True,
-                        taker_fee,
+                        fee,
                         "USDC",
                         cloid,
                     )
@@ -604,13 +618,18 @@ class Exchange:
             filled_ntl += trade_px * size
             remaining -= size
             if size == maker.sz:
-                self._forget(maker.user, maker.oid, maker.cloid)
-                updates.append(OrderUpdate(msgspec.structs.replace(maker, sz=0), FILLED, time))
-                if maker.oid in self.children:
+                mine = user_orders[maker_user]
+                del mine[maker.oid]
+                if not mine:
+                    del user_orders[maker_user]
+                if maker.cloid is not None:
+                    del self.cloids[(maker_user, maker.cloid)]
+                # The update shows the order as it rested before its last fill.
+                updates.append(OrderUpdate(maker, FILLED, time))
+                if maker.oid in children:
                     self._arm_children(maker.oid, time)
-            elif maker.reduce_only and clearinghouse.account(maker.user).szi(asset) == 0:
-                rest = book.orders[maker.oid]
-                self._remove_resting(book, rest, REDUCE_ONLY_CANCELED, time)
+            elif maker.reduce_only and maker_account.szi(asset) == 0:
+                self._remove_resting(book, book.orders[maker.oid], REDUCE_ONLY_CANCELED, time)
         return filled_sz, filled_ntl
 
     # Removing live orders.
