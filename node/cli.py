@@ -1,0 +1,211 @@
+"""The `devnet` command: `devnet start` runs a devnet node on a config file.
+
+Exit status: 0 after a clean stop (Ctrl-C / SIGINT, SIGTERM, or `--blocks N` reached), 2 for a
+bad command line or config (argparse's usage errors exit 2 too).
+
+Output: the start banner goes to stdout, structlog lines to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import signal
+import sys
+import time
+from importlib import metadata
+from typing import TextIO
+
+import structlog
+import trio
+
+from node.blocks import BlockProducer
+from node.config import DEFAULT_CONFIG_PATH, NodeConfig, load_config, override
+from protocol.exchange import Exchange
+from protocol.markets import ConfigError
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+log = structlog.get_logger(__name__)
+
+
+def _block_time_ms(text: str) -> int:
+    """`--block-time` in seconds, as whole milliseconds (at least 1)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or round(seconds * 1000) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need at least 0.001 seconds")
+    return round(seconds * 1000)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: need at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="devnet", description="A local devnet imitating Hyperliquid's HyperCore."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = commands.add_parser("start", help="run a devnet node", description="Run a node.")
+    start.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG_PATH,
+        metavar="PATH",
+        help=f"TOML config file (default: {DEFAULT_CONFIG_PATH})",
+    )
+    start.add_argument(
+        "--block-time",
+        type=_block_time_ms,
+        dest="block_time_ms",
+        metavar="S",
+        help="seconds between blocks (default: the config's node.block_time_ms, else 1)",
+    )
+    start.add_argument(
+        "--data-dir", metavar="DIR", help="data directory (default: node.data_dir, else data)"
+    )
+    start.add_argument(
+        "--port", type=_port, metavar="N", help="HTTP API port (default: node.port, else 3001)"
+    )
+    start.add_argument(
+        "--blocks", type=_positive_int, metavar="N", help="stop after N blocks (default: run on)"
+    )
+    start.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="structlog output format (default: console)",
+    )
+    return parser
+
+
+def configure_logging(log_format: str, stream: TextIO | None = None) -> None:
+    """structlog to `stream` (default stderr), one line per event, INFO and above."""
+    stream = sys.stderr if stream is None else stream
+    renderer: structlog.typing.Processor
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty(), sort_keys=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hl-devnet")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def banner(config: NodeConfig, genesis_time_ms: int) -> str:
+    """The start banner: what this node runs, with every market's asset id."""
+    markets = config.markets
+    lines = [
+        f"hl-devnet {_version()}: local HyperCore devnet",
+        f"  config      {config.source}",
+        f"  block time  {config.block_time_ms} ms (genesis time {genesis_time_ms} ms)",
+        f"  data dir    {config.data_dir} (not written yet: the durable log arrives later)",
+        f"  perps       {len(markets.perps)}",
+    ]
+    lines.extend(
+        f"    {perp.asset:>5}  {perp.name:<10} szDecimals {perp.sz_decimals}, "
+        f"maxLeverage {perp.max_leverage}"
+        for perp in markets.perps
+    )
+    lines.append(f"  spot pairs  {len(markets.pairs)}")
+    for pair in markets.pairs:
+        market = markets.by_coin[pair.name]
+        base, quote = markets.tokens[pair.base].name, markets.tokens[pair.quote].name
+        lines.append(f"    {market.asset:>5}  {pair.name:<10} {base}/{quote}")
+    lines.append(f"  HTTP API    arrives in a later version (it will listen on port {config.port})")
+    return "\n".join(lines)
+
+
+async def run_node(
+    config: NodeConfig, genesis_time_ms: int, max_blocks: int | None = None
+) -> BlockProducer:
+    """Run the node until SIGINT/SIGTERM or `max_blocks` blocks; returns the stopped producer.
+    A stop signal cancels between blocks, never inside one."""
+    producer = BlockProducer(
+        Exchange(config.markets),
+        genesis_time_ms=genesis_time_ms,
+        block_time_ms=config.block_time_ms,
+    )
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def produce(*, task_status: trio.TaskStatus[None]) -> None:
+                await producer.run(max_blocks, task_status=task_status)
+                nursery.cancel_scope.cancel()  # max_blocks reached: stop the signal watcher
+
+            nursery.start_soon(stop_on_signal)
+            await nursery.start(produce)
+            log.info("devnet started", block_time_ms=config.block_time_ms)
+    log.info("devnet stopped", height=producer.height, time=producer.time)
+    return producer
+
+
+def _start(args: argparse.Namespace) -> int:
+    try:
+        config = override(
+            load_config(args.config),
+            block_time_ms=args.block_time_ms,
+            data_dir=args.data_dir,
+            port=args.port,
+        )
+    except ConfigError as exc:
+        print(f"devnet: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    genesis_time_ms = time.time_ns() // 1_000_000  # the only clock read: block times follow it
+    print(banner(config, genesis_time_ms), flush=True)
+    # KeyboardInterrupt: a Ctrl-C outside the signal receiver (start-up, shutdown) is clean too.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(run_node, config, genesis_time_ms, args.blocks)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format)
+    if args.command == "start":
+        return _start(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Node configuration: one TOML file with the `[genesis]` markets and optional `[node]` settings.
+
+Invariants:
+- A `NodeConfig` is valid once built: `load_config`, `parse_config` and `override` check every
+  setting and raise `ConfigError` naming the problem, never a bare KeyError or decode error.
+- `ConfigError` here subclasses `protocol.markets.ConfigError`, so one `except` catches both a
+  bad genesis and a bad node setting.
+- Unknown top-level tables and unknown `[node]` keys are refused, as protocol/ refuses unknown
+  genesis keys: a typo fails at start instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from protocol.markets import ConfigError as MarketsConfigError
+from protocol.markets import Markets, load_markets
+
+DEFAULT_CONFIG_PATH = "configs/devnet.toml"
+DEFAULT_BLOCK_TIME_MS = 1000
+DEFAULT_DATA_DIR = "data"
+DEFAULT_PORT = 3001
+MAX_PORT = 65_535
+KNOWN_TABLES = frozenset({"genesis", "node"})
+
+
+class ConfigError(MarketsConfigError):
+    """The node part of the config (the file itself, `[node]`, a command-line override) is bad."""
+
+
+class NodeConfig(msgspec.Struct, frozen=True):
+    markets: Markets
+    block_time_ms: int = DEFAULT_BLOCK_TIME_MS
+    data_dir: str = DEFAULT_DATA_DIR
+    port: int = DEFAULT_PORT
+    source: str = "<config>"  # where the config came from, for messages and the banner
+
+
+class _NodeSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The `[node]` table as written."""
+
+    block_time_ms: int = DEFAULT_BLOCK_TIME_MS
+    data_dir: str = DEFAULT_DATA_DIR
+    port: int = DEFAULT_PORT
+
+
+def _check_settings(block_time_ms: int, data_dir: str, port: int) -> None:
+    if block_time_ms < 1:
+        raise ConfigError(f"node.block_time_ms: {block_time_ms} is not a positive number of ms")
+    if not data_dir:
+        raise ConfigError("node.data_dir: must not be empty")
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"node.port: {port} is not a TCP port (0 to {MAX_PORT})")
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
+    """A `NodeConfig` from a config already parsed from TOML."""
+    unknown = sorted(set(raw) - KNOWN_TABLES)
+    if unknown:
+        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; expected genesis and node")
+    genesis = raw.get("genesis")
+    if genesis is None:
+        raise ConfigError("missing [genesis] table")
+    if not isinstance(genesis, dict):
+        raise ConfigError("genesis must be a table")
+    markets = load_markets(genesis)
+    try:
+        spec = msgspec.convert(raw.get("node", {}), _NodeSpec)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"node: {exc}") from exc
+    _check_settings(spec.block_time_ms, spec.data_dir, spec.port)
+    return NodeConfig(markets, spec.block_time_ms, spec.data_dir, spec.port, source)
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and check the TOML config file at `path`; every error message starts with it."""
+    try:
+        with open(path, "rb") as file:
+            raw = tomllib.load(file)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
+    try:
+        return parse_config(raw, str(path))
+    except MarketsConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def override(
+    config: NodeConfig,
+    *,
+    block_time_ms: int | None = None,
+    data_dir: str | None = None,
+    port: int | None = None,
+) -> NodeConfig:
+    """`config` with the given settings replaced (command-line options), checked again."""
+    block_time_ms = config.block_time_ms if block_time_ms is None else block_time_ms
+    data_dir = config.data_dir if data_dir is None else data_dir
+    port = config.port if port is None else port
+    _check_settings(block_time_ms, data_dir, port)
+    return msgspec.structs.replace(
+        config, block_time_ms=block_time_ms, data_dir=data_dir, port=port
+    )

@@ -1,0 +1,43 @@
+"""Node config: defaults, the `[node]` table, overrides, and one error type for both halves."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from node.config import ConfigError, NodeConfig, load_config, override, parse_config
+from protocol.markets import ConfigError as MarketsConfigError
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "devnet.toml"
+
+
+def test_default_config_loads_with_default_node_settings() -> None:
+    config = load_config(CONFIG)
+    assert (config.block_time_ms, config.data_dir, config.port) == (1000, "data", 3001)
+    assert config.source == str(CONFIG)
+    assert config.markets.by_coin["BTC"].asset == 0
+    assert config.markets.by_coin["PURR/USDC"].asset == 10_000
+
+
+def test_node_table_sets_node_settings() -> None:
+    raw = tomllib.loads(CONFIG.read_text())
+    raw["node"] = {"block_time_ms": 250, "data_dir": "/tmp/devnet", "port": 0}
+    config = parse_config(raw, "inline")
+    assert config == NodeConfig(config.markets, 250, "/tmp/devnet", 0, "inline")
+
+
+def test_override_replaces_and_checks() -> None:
+    config = load_config(CONFIG)
+    changed = override(config, block_time_ms=10, port=4000)
+    assert (changed.block_time_ms, changed.data_dir, changed.port) == (10, "data", 4000)
+    assert override(config) == config
+    with pytest.raises(ConfigError, match=r"node\.block_time_ms"):
+        override(config, block_time_ms=0)
+
+
+def test_one_except_catches_both_halves() -> None:
+    assert issubclass(ConfigError, MarketsConfigError)
+    with pytest.raises(MarketsConfigError, match="genesis"):
+        parse_config({"genesis": {"perps": "BTC"}})
