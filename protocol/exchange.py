@@ -5,8 +5,10 @@ Invariants:
   the resting order's price, and never beyond its own limit.
 - No book is crossed at rest: whatever of a GTC order can trade does so before it rests, and an
   ALO order that would trade is refused.
-- A rejected order changes nothing; each order of a batch is validated in full before the
-  exchange touches any state for it.
+- An order refused by validation (`validate_order`, duplicate cloid) changes nothing. An order
+  refused by the book or the collateral seam consumes an oid and records its rejection status,
+  and nothing else, except that self-trade prevention may already have cancelled the account's
+  own resting orders in its way (as the IOC would have done had it traded).
 - Self-trade prevention "expire maker": a taker meeting its own resting order cancels that order
   (selfTradeCanceled, no fill, no fee) and keeps matching behind it.
 - The resting side is re-checked at every fill: a reduce-only order that no longer reduces is
