@@ -275,163 +275,94 @@ class Exchange:
             return OrderError(ERR_DUPLICATE_CLOID)
         oid = self.next_oid
         self.next_oid = oid + 1
-        return self._execute(
-            user,
-            market,
+        order = RestingOrder(
             oid,
+            user,
+            request.asset,
             request.is_buy,
             request.px,
             request.sz,
+            request.sz,
+            time,
             request.tif,
             request.reduce_only,
             request.cloid,
-            time,
         )
+        return self._execute(order, market)
 
-    def _reject(
-        self,
-        user: str,
-        market: Market,
-        oid: int,
-        is_buy: bool,
-        px: int,
-        sz: int,
-        tif: int,
-        reduce_only: bool,
-        cloid: str | None,
-        time: int,
-        error: str,
-    ) -> OrderError:
-        order = RestingOrder(
-            oid, user, market.asset, is_buy, px, sz, sz, time, tif, reduce_only, cloid
-        )
-        self.order_updates.append(OrderUpdate(order, rejection_status(error), time))
-        self._cancel_children(oid, time)
+    def _reject(self, order: RestingOrder, error: str) -> OrderError:
+        self.order_updates.append(OrderUpdate(order, rejection_status(error), order.timestamp))
+        self._cancel_children(order.oid, order.timestamp)
         return OrderError(error)
 
-    def _execute(
-        self,
-        user: str,
-        market: Market,
-        oid: int,
-        is_buy: bool,
-        px: int,
-        sz: int,
-        tif: int,
-        reduce_only: bool,
-        cloid: str | None,
-        time: int,
-    ) -> OrderStatus:
+    def _end(self, order: RestingOrder, remaining: int, status: str) -> None:
+        """Record the end of an order that never rested (or no longer does)."""
+        if remaining != order.sz:
+            order = msgspec.structs.replace(order, sz=remaining)
+        self.order_updates.append(OrderUpdate(order, status, order.timestamp))
+
+    def _execute(self, order: RestingOrder, market: Market) -> OrderStatus:
+        """Run a new order (or a fired trigger) through the book: `order` is the order as
+        placed, with `sz` its full size and `timestamp` the block time."""
+        user, oid, is_buy, px, tif = order.user, order.oid, order.is_buy, order.px, order.tif
         asset = market.asset
         book = self.books[asset]
         clearinghouse = self.clearinghouse
         account = clearinghouse.account(user)
         is_spot = market.is_spot
+        time = order.timestamp
 
-        if reduce_only:
+        if order.reduce_only:
             szi = 0 if is_spot else account.szi(asset)
             if szi == 0 or (szi > 0) == is_buy:
-                return self._reject(
-                    user,
-                    market,
-                    oid,
-                    is_buy,
-                    px,
-                    sz,
-                    tif,
-                    reduce_only,
-                    cloid,
-                    time,
-                    ERR_REDUCE_ONLY,
-                )
-            held = szi if szi > 0 else -szi
-            sz = min(sz, held)
+                return self._reject(order, ERR_REDUCE_ONLY)
+            if order.sz > abs(szi):
+                order = msgspec.structs.replace(order, sz=abs(szi), orig_sz=abs(szi))
+        sz = order.sz
         opposite = book.asks if is_buy else book.bids
         best = opposite.best_level()
         crosses = best is not None and (best.px <= px if is_buy else best.px >= px)
         if tif == TIF_ALO and crosses:
-            bid, ask = book.best_bid(), book.best_ask()
-            bbo = f"{_px(bid, market)}@{_px(ask, market)}"
-            return self._reject(
-                user,
-                market,
-                oid,
-                is_buy,
-                px,
-                sz,
-                tif,
-                reduce_only,
-                cloid,
-                time,
-                ERR_BAD_ALO.format(bbo=bbo),
-            )
+            bbo = f"{_px(book.best_bid(), market)}@{_px(book.best_ask(), market)}"
+            return self._reject(order, ERR_BAD_ALO.format(bbo=bbo))
         if tif == TIF_IOC and not crosses:
-            return self._reject(
-                user, market, oid, is_buy, px, sz, tif, reduce_only, cloid, time, ERR_IOC_CANCEL
-            )
+            return self._reject(order, ERR_IOC_CANCEL)
         if is_spot:
             token = market.quote_token if is_buy else market.base_token
             cost = px * sz if is_buy else sz * market.base_wei_per_lot
             if account.spot_available(token) < cost:
-                return self._reject(
-                    user,
-                    market,
-                    oid,
-                    is_buy,
-                    px,
-                    sz,
-                    tif,
-                    reduce_only,
-                    cloid,
-                    time,
-                    ERR_SPOT_BALANCE,
-                )
-        elif not reduce_only:
+                return self._reject(order, ERR_SPOT_BALANCE)
+        elif not order.reduce_only:
             error = clearinghouse.order_margin_error(account, market, is_buy, px, sz)
             if error is not None:
-                return self._reject(
-                    user, market, oid, is_buy, px, sz, tif, reduce_only, cloid, time, error
-                )
+                return self._reject(order, error)
 
         filled_sz = 0
         filled_ntl = 0
         if crosses:
-            filled_sz, filled_ntl = self._match(
-                user, market, book, opposite, oid, is_buy, px, sz, reduce_only, cloid, time
-            )
+            filled_sz, filled_ntl = self._match(order, market, book, opposite)
         remaining = sz - filled_sz
-        if reduce_only and remaining and account.szi(asset) == 0:
+        if remaining == 0:
+            self._end(order, 0, FILLED)
+            return Filled(oid, filled_sz, filled_ntl, order.cloid)
+        if order.reduce_only and account.szi(asset) == 0:
             # Nothing left to reduce: the rest of a reduce-only order never rests.
-            order = RestingOrder(
-                oid, user, asset, is_buy, px, remaining, sz, time, tif, True, cloid
-            )
-            status = FILLED if filled_sz else REDUCE_ONLY_CANCELED
-            self.order_updates.append(OrderUpdate(order, status, time))
             if not filled_sz:
+                self._end(order, remaining, REDUCE_ONLY_CANCELED)
                 self._cancel_children(oid, time)
                 return OrderError(ERR_REDUCE_ONLY)
+            self._end(order, remaining, FILLED)
             self._arm_children(oid, time)
-            return Filled(oid, filled_sz, filled_ntl, cloid)
-        if remaining == 0:
-            order = RestingOrder(oid, user, asset, is_buy, px, 0, sz, time, tif, reduce_only, cloid)
-            self.order_updates.append(OrderUpdate(order, FILLED, time))
-            return Filled(oid, filled_sz, filled_ntl, cloid)
+            return Filled(oid, filled_sz, filled_ntl, order.cloid)
         if tif == TIF_IOC:
-            order = RestingOrder(
-                oid, user, asset, is_buy, px, remaining, sz, time, tif, reduce_only, cloid
-            )
-            if filled_sz == 0:
-                self.order_updates.append(
-                    OrderUpdate(order, rejection_status(ERR_IOC_CANCEL), time)
-                )
-                self._cancel_children(oid, time)
-                return OrderError(ERR_IOC_CANCEL)
-            self.order_updates.append(OrderUpdate(order, CANCELED, time))
             self._cancel_children(oid, time)
-            return Filled(oid, filled_sz, filled_ntl, cloid)
-        order = RestingOrder(
-            oid, user, asset, is_buy, px, remaining, sz, time, tif, reduce_only, cloid
-        )
+            if filled_sz == 0:
+                self._end(order, remaining, rejection_status(ERR_IOC_CANCEL))
+                return OrderError(ERR_IOC_CANCEL)
+            self._end(order, remaining, CANCELED)
+            return Filled(oid, filled_sz, filled_ntl, order.cloid)
+        if remaining != sz:
+            order = msgspec.structs.replace(order, sz=remaining)
         if is_spot:
             if is_buy:
                 clearinghouse.hold_spot(user, market.quote_token, px * remaining)
@@ -444,26 +375,18 @@ class Exchange:
         if mine is None:
             mine = self.user_orders[user] = {}
         mine[oid] = asset
-        if cloid is not None:
-            self.cloids[(user, cloid)] = oid
+        if order.cloid is not None:
+            self.cloids[(user, order.cloid)] = oid
         self.order_updates.append(OrderUpdate(order, OPEN, time))
-        return Resting(oid, cloid)
+        return Resting(oid, order.cloid)
 
     def _match(
-        self,
-        user: str,
-        market: Market,
-        book: OrderBook,
-        side: BookSide,
-        oid: int,
-        is_buy: bool,
-        px: int,
-        sz: int,
-        reduce_only: bool,
-        cloid: str | None,
-        time: int,
+        self, order: RestingOrder, market: Market, book: OrderBook, side: BookSide
     ) -> tuple[int, int]:
-        """Trade `sz` against `side` up to limit `px`; returns (filled size, filled notional)."""
+        """Trade `order` against `side` up to its limit price; returns (filled size, filled
+        notional)."""
+        user, oid, is_buy, px, cloid = order.user, order.oid, order.is_buy, order.px, order.cloid
+        reduce_only, time = order.reduce_only, order.timestamp
         clearinghouse = self.clearinghouse
         accounts = clearinghouse.accounts
         asset = market.asset
@@ -477,7 +400,7 @@ class Exchange:
         children = self.children
         filled_sz = 0
         filled_ntl = 0
-        remaining = sz
+        remaining = order.sz
         taker = accounts[user]
         if is_spot:
             tokens = self.markets.tokens
@@ -798,18 +721,20 @@ class Exchange:
                 px, tif = slippage_price(mark_px, order.is_buy, market), TIF_IOC
             else:
                 px, tif = order.px, TIF_GTC
-            self._execute(
-                order.user,
-                market,
+            placed = RestingOrder(
                 oid,
+                order.user,
+                asset,
                 order.is_buy,
                 px,
                 order.sz,
+                order.sz,
+                time,
                 tif,
                 order.reduce_only,
                 order.cloid,
-                time,
             )
+            self._execute(placed, market)
 
     # Dead man's switch.
 
