@@ -11,6 +11,9 @@ Scales used across the protocol:
   at this scale.
 - SPOT_NOTIONAL_DECIMALS: spot notional, px (8 - szDecimals) times sz (szDecimals).
 - FEE_SCALE: fee rates in millionths (150 = 0.015%).
+- RATE_SCALE: funding rates, premiums and interest rates (0.0000125 = 12_500_000).
+- WAD: high-precision fractions such as exp() results and interest indices (1.0 = 10**18).
+- Oracle and mark prices of a perp use that perp's price scale, like order prices.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ PERP_MAX_DECIMALS = 6
 SPOT_MAX_DECIMALS = 8
 SPOT_NOTIONAL_DECIMALS = SPOT_MAX_DECIMALS
 FEE_SCALE = 1_000_000
+RATE_DECIMALS = 12
+RATE_SCALE = 10**RATE_DECIMALS
+WAD = 10**18
 
 _DIGITS = frozenset("0123456789")
 
