@@ -1,14 +1,13 @@
-"""The block producer: the one actor that owns the `Exchange` and turns submitted actions into
+"""The block producer: the one actor that owns the `Chain` and turns submitted actions into
 blocks.
 
 Invariants:
-- Only the producer touches the exchange; everything else talks to it through `SubmitAction`
+- Only the producer touches the chain; everything else talks to it through `SubmitAction`
   messages on its inbox channel (or `submit`, which wraps one).
 - Block heights count from 1; block h has the virtual time genesis_time_ms + h * block_time_ms
   (ms). protocol/ only ever sees these block times, never a clock.
-- A block takes the actions that arrived since the previous block, in arrival order, orders them
-  with `protocol.block.order_block_actions` (three classes, stable), executes them, then runs
-  `on_block_time` with the block's time.
+- A block takes the actions that arrived since the previous block, in arrival order, and hands
+  them to `Chain.apply_block`, which owns the order of execution and the block's phases.
 - Producing a block is synchronous (no checkpoint): cancellation lands between blocks, never in
   the middle of one.
 - A submitted action is executed in exactly one block, and its reply channel gets that block's
@@ -29,9 +28,8 @@ import msgspec
 import structlog
 import trio
 
-from protocol.actions import ActionResponse, TradingAction
-from protocol.block import order_block_actions
-from protocol.exchange import Exchange, Fill, OrderUpdate
+from protocol.actions import ActionResponse
+from protocol.chain import Action, BlockOutput, Chain
 
 DEFAULT_MAX_PENDING = 10_000
 
@@ -51,24 +49,8 @@ class SubmitAction(msgspec.Struct, frozen=True):
     blocking: give it a buffer of at least 1), or is closed unanswered if the producer stops."""
 
     user: str
-    action: TradingAction
+    action: Action
     reply: trio.MemorySendChannel[ActionResult] | None = None
-
-
-class ExecutedAction(msgspec.Struct, frozen=True):
-    user: str
-    action: TradingAction
-    response: ActionResponse
-
-
-class Block(msgspec.Struct, frozen=True):
-    """What one block did: its actions in execution order with their answers, and its events."""
-
-    height: int
-    time: int
-    actions: tuple[ExecutedAction, ...]
-    fills: tuple[Fill, ...]
-    order_updates: tuple[OrderUpdate, ...]
 
 
 class ProducerStoppedError(Exception):
@@ -78,18 +60,18 @@ class ProducerStoppedError(Exception):
 class BlockProducer:
     def __init__(
         self,
-        exchange: Exchange,
+        chain: Chain,
         *,
         genesis_time_ms: int,
         block_time_ms: int,
         max_pending: int = DEFAULT_MAX_PENDING,
-        on_block: Callable[[Block], None] | None = None,
+        on_block: Callable[[BlockOutput], None] | None = None,
     ) -> None:
         """`max_pending` bounds the inbox (senders wait when it is full); `on_block` is called
         synchronously with every block once it is produced."""
         if block_time_ms < 1:
             raise ValueError(f"block_time_ms must be positive, got {block_time_ms}")
-        self.exchange = exchange
+        self.chain = chain
         self.genesis_time_ms = genesis_time_ms
         self.block_time_ms = block_time_ms
         self.on_block = on_block
@@ -104,7 +86,7 @@ class BlockProducer:
         """Where actions are sent. Clone it for a sender that wants to close its own end."""
         return self._inbox
 
-    async def submit(self, user: str, action: TradingAction) -> ActionResult:
+    async def submit(self, user: str, action: Action) -> ActionResult:
         """Send one action and wait for the block that executes it."""
         reply, answer = trio.open_memory_channel[ActionResult](1)
         with answer:
@@ -140,26 +122,22 @@ class BlockProducer:
         finally:
             self._close()
 
-    def produce_block(self) -> Block:
+    def produce_block(self) -> BlockOutput:
         """Execute the pending actions as the next block. No checkpoint, so it is atomic with
         respect to trio cancellation."""
         height = self.height + 1
         time = self.genesis_time_ms + height * self.block_time_ms
-        entries = order_block_actions(self._pending, lambda entry: entry.action)
-        self._pending = []
-        exchange = self.exchange
-        executed: list[ExecutedAction] = []
-        for entry in entries:
-            response = exchange.execute(entry.user, entry.action, time)
-            executed.append(ExecutedAction(entry.user, entry.action, response))
-            if entry.reply is not None:
-                _answer(entry.reply, ActionResult(height, time, response))
-        exchange.on_block_time(time)
-        fills, updates = exchange.take_events()
+        pending, self._pending = self._pending, []
+        block = self.chain.apply_block(height, time, [(p.user, p.action) for p in pending])
+        for executed in block.actions:
+            reply = pending[executed.index].reply
+            if reply is not None:
+                _answer(reply, ActionResult(height, time, executed.response))
         self.height = height
         self.time = time
-        block = Block(height, time, tuple(executed), tuple(fills), tuple(updates))
-        log.info("block", height=height, time=time, actions=len(executed), fills=len(fills))
+        log.info(
+            "block", height=height, time=time, actions=len(block.actions), fills=len(block.fills)
+        )
         if self.on_block is not None:
             self.on_block(block)
         return block

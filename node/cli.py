@@ -23,7 +23,7 @@ import trio
 
 from node.blocks import BlockProducer
 from node.config import DEFAULT_CONFIG_PATH, NodeConfig, load_config, override
-from protocol.exchange import Exchange
+from protocol.chain import Chain
 from protocol.markets import ConfigError
 
 EXIT_OK = 0
@@ -156,7 +156,7 @@ async def run_node(
     """Run the node until SIGINT/SIGTERM or `max_blocks` blocks; returns the stopped producer.
     A stop signal cancels between blocks, never inside one."""
     producer = BlockProducer(
-        Exchange(config.markets),
+        Chain(config.markets),
         genesis_time_ms=genesis_time_ms,
         block_time_ms=config.block_time_ms,
     )

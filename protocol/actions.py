@@ -64,13 +64,106 @@ class NoopAction(_Action, frozen=True, tag="noop"):
     pass
 
 
-TradingAction = (
+class UpdateLeverageAction(_Action, frozen=True, tag="updateLeverage", rename="camel"):
+    asset: int
+    is_cross: bool
+    leverage: int
+
+
+class UpdateIsolatedMarginAction(_Action, frozen=True, tag="updateIsolatedMargin", rename="camel"):
+    asset: int
+    is_buy: bool
+    ntli: int  # micro-USDC, signed: negative removes margin
+
+
+ExchangeAction = (
     OrderAction
     | CancelAction
     | CancelByCloidAction
     | BatchModifyAction
     | ScheduleCancelAction
     | NoopAction
+)
+TradingAction = ExchangeAction | UpdateLeverageAction | UpdateIsolatedMarginAction
+
+
+# User-signed transfers: amounts are decimal strings as the SDK sends them; the signature
+# fields travel in the action and are checked by the API layer.
+
+
+class UsdClassTransferAction(_Action, frozen=True, tag="usdClassTransfer", rename="camel"):
+    amount: str
+    to_perp: bool
+    nonce: int = 0
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
+
+
+class UsdSendAction(_Action, frozen=True, tag="usdSend", rename="camel"):
+    destination: str
+    amount: str
+    time: int = 0
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
+
+
+class SpotSendAction(_Action, frozen=True, tag="spotSend", rename="camel"):
+    destination: str
+    token: str
+    amount: str
+    time: int = 0
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
+
+
+class Withdraw3Action(_Action, frozen=True, tag="withdraw3", rename="camel"):
+    destination: str
+    amount: str
+    time: int = 0
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
+
+
+class SendAssetAction(_Action, frozen=True, tag="sendAsset", rename="camel"):
+    destination: str
+    source_dex: str
+    destination_dex: str
+    token: str
+    amount: str
+    from_sub_account: str = ""
+    nonce: int = 0
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
+
+
+class CreateSubAccountAction(_Action, frozen=True, tag="createSubAccount"):
+    name: str
+
+
+class SubAccountTransferAction(_Action, frozen=True, tag="subAccountTransfer", rename="camel"):
+    sub_account_user: str
+    is_deposit: bool
+    usd: int  # micro-USDC
+
+
+class SubAccountSpotTransferAction(
+    _Action, frozen=True, tag="subAccountSpotTransfer", rename="camel"
+):
+    sub_account_user: str
+    is_deposit: bool
+    token: str
+    amount: str
+
+
+TransferAction = (
+    UsdClassTransferAction
+    | UsdSendAction
+    | SpotSendAction
+    | Withdraw3Action
+    | SendAssetAction
+    | CreateSubAccountAction
+    | SubAccountTransferAction
+    | SubAccountSpotTransferAction
 )
 
 
@@ -86,8 +179,14 @@ class DefaultResponse(msgspec.Struct, frozen=True, tag="default"):
     pass
 
 
+class CreateSubAccountResponse(msgspec.Struct, frozen=True, tag="createSubAccount"):
+    address: str
+
+
 class ErrorResponse(msgspec.Struct, frozen=True, tag="err"):
     error: str
 
 
-ActionResponse = OrderResponse | CancelResponse | DefaultResponse | ErrorResponse
+ActionResponse = (
+    OrderResponse | CancelResponse | DefaultResponse | CreateSubAccountResponse | ErrorResponse
+)

@@ -1,43 +1,76 @@
-"""Accounts: perp cash and positions, spot balances and holds, and the collateral seam.
+"""Accounts: perp cash and positions (cross and isolated), leverage, margin, spot balances.
 
 Invariants:
 - Perp cash is kept as Hyperliquid's raw USD: a buy of size s at price p debits p * s, a sell
-  credits it, so the account value is raw USD + sum of szi * price, and every trade moves cash
-  between two accounts with nothing created (fees go to `perp_fees`).
-- The sum of szi over all accounts is zero for every perp asset.
+  credits it. Cross positions use the account's cross cash (`usd`); an isolated position has
+  its own cash leg (`isolated_raw`), funded from cross cash when it opens or grows and returned
+  to it when it closes. Account value = cash + sum of szi x mark.
+- Every trade moves cash between two accounts with nothing created: fees go to `perp_fees`
+  and `spot_fees`. The sum of szi over all accounts is zero for every perp asset.
 - Spot: 0 <= hold <= total for every balance; a resting buy holds px * sz of the quote, a
-  resting sell holds its size of the base. Every trade moves tokens between two accounts, and
-  the fee (quote for the seller, base for the buyer) goes to `spot_fees`.
-- Entry notional is display bookkeeping (entryPx, closedPnl); no balance depends on it.
-
-The collateral rule here is a placeholder the clearinghouse issue replaces. Two calls form the
-seam: `order_margin_error` when an order is placed, `resting_fill_allowed` for the resting
-side at each fill. Placeholder rule: an order that increases a position needs
-equity >= margin of all positions plus the order, margin = notional / max leverage, with
-positions valued at entry (there is no mark price yet).
+  resting sell holds its size of the base.
+- Resting perp orders reserve margin: per asset, the larger of the buy and sell notional
+  resting, divided by the asset's leverage (rounded up). Netting the two sides lets a market
+  maker quote both sides for the price of one.
+- Entry notional and closed pnl are display bookkeeping; no balance depends on them.
+- Margin requirements round up (against the account); mark prices come from outside
+  (`set_mark`), falling back to the last trade price of the asset.
 """
 
 from __future__ import annotations
 
+import msgspec
+
 from protocol.fixed import FEE_SCALE, ceil_div
+from protocol.margin import (
+    initial_margin,
+    maintenance_margin,
+    max_leverage_at,
+    transfer_margin_required,
+)
 from protocol.markets import Market, Markets
 from protocol.orders import ERR_PERP_MARGIN
 
+DEFAULT_LEVERAGE = 20
+ERR_PERP_MAX_POSITION = "Order would cause position to exceed margin tier limit at current leverage"
+
 
 class Position:
-    __slots__ = ("entry_ntl", "szi")
+    __slots__ = (
+        "entry_ntl",
+        "funding_all_time",
+        "funding_since_change",
+        "funding_since_open",
+        "isolated_raw",
+        "szi",
+    )
 
     def __init__(self) -> None:
         self.szi = 0  # signed lots
         self.entry_ntl = 0  # |szi| x entry price, micro-USDC
+        self.isolated_raw = 0  # cash leg of an isolated position, micro-USDC
+        # Funding paid (+) or received (-), micro-USDC.
+        self.funding_all_time = 0
+        self.funding_since_open = 0
+        self.funding_since_change = 0
+
+
+class Leverage:
+    __slots__ = ("is_cross", "value")
+
+    def __init__(self, is_cross: bool, value: int) -> None:
+        self.is_cross = is_cross
+        self.value = value
 
 
 class Account:
-    __slots__ = ("positions", "spot_hold", "spot_total", "usd")
+    __slots__ = ("leverage", "order_ntl", "positions", "spot_hold", "spot_total", "usd")
 
     def __init__(self) -> None:
-        self.usd = 0
+        self.usd = 0  # cross raw USD, micro-USDC
         self.positions: dict[int, Position] = {}
+        self.leverage: dict[int, Leverage] = {}
+        self.order_ntl: dict[int, list[int]] = {}  # asset -> [buy, sell] resting notional
         self.spot_total: dict[int, int] = {}
         self.spot_hold: dict[int, int] = {}
 
@@ -49,14 +82,43 @@ class Account:
         return 0 if position is None else position.szi
 
 
+class SubAccount(msgspec.Struct, frozen=True):
+    address: str
+    master: str
+    name: str
+
+
 class Clearinghouse:
-    __slots__ = ("accounts", "markets", "perp_fees", "spot_fees")
+    __slots__ = (
+        "accounts",
+        "last_trade",
+        "markets",
+        "marks",
+        "perp_fees",
+        "spot_fees",
+        "sub_accounts",
+        "withdraw_fees",
+        "withdrawn",
+    )
 
     def __init__(self, markets: Markets) -> None:
         self.markets = markets
         self.accounts: dict[str, Account] = {}
         self.perp_fees = 0
         self.spot_fees: dict[int, int] = {}
+        self.marks: dict[int, int] = {}
+        self.last_trade: dict[int, int] = {}
+        self.sub_accounts: dict[str, SubAccount] = {}  # by sub-account address
+        self.withdrawn = 0  # micro-USDC that left the chain
+        self.withdraw_fees = 0
+
+    def master_of(self, address: str) -> str | None:
+        sub = self.sub_accounts.get(address)
+        return None if sub is None else sub.master
+
+    def sub_accounts_of(self, master: str) -> list[SubAccount]:
+        """The master's sub-accounts in creation order."""
+        return [s for s in self.sub_accounts.values() if s.master == master]
 
     def account(self, user: str) -> Account:
         account = self.accounts.get(user)
@@ -64,7 +126,164 @@ class Clearinghouse:
             account = self.accounts[user] = Account()
         return account
 
-    # Funding from outside (genesis, devnet control); transfers are the clearinghouse issue's.
+    # Prices.
+
+    def set_mark(self, asset: int, px: int) -> None:
+        self.marks[asset] = px
+
+    def mark(self, asset: int) -> int:
+        px = self.marks.get(asset)
+        return px if px is not None else self.last_trade.get(asset, 0)
+
+    # Margin state of an account.
+
+    def leverage_of(self, account: Account, asset: int) -> Leverage:
+        setting = account.leverage.get(asset)
+        if setting is None:
+            market = self.markets.by_asset[asset]
+            setting = Leverage(True, min(DEFAULT_LEVERAGE, market.max_leverage))
+            account.leverage[asset] = setting
+        return setting
+
+    def cross_value(self, account: Account) -> int:
+        """Cross account value: cross cash plus the marked value of cross positions."""
+        value = account.usd
+        for asset, position in account.positions.items():
+            if position.szi and self.leverage_of(account, asset).is_cross:
+                value += position.szi * self.mark(asset)
+        return value
+
+    def isolated_value(self, asset: int, position: Position) -> int:
+        return position.isolated_raw + position.szi * self.mark(asset)
+
+    def account_value(self, account: Account) -> int:
+        value = self.cross_value(account)
+        for asset, position in account.positions.items():
+            if position.szi and not self.leverage_of(account, asset).is_cross:
+                value += self.isolated_value(asset, position)
+        return value
+
+    def position_margin(self, account: Account, asset: int, szi: int) -> int:
+        """Initial margin of a position of size szi at the mark and the account's leverage."""
+        return initial_margin(abs(szi) * self.mark(asset), self.leverage_of(account, asset).value)
+
+    def cross_margin_used(self, account: Account) -> int:
+        used = 0
+        for asset, position in account.positions.items():
+            if position.szi and self.leverage_of(account, asset).is_cross:
+                used += self.position_margin(account, asset, position.szi)
+        return used
+
+    def order_reserve(self, account: Account, asset: int, buy_ntl: int, sell_ntl: int) -> int:
+        return ceil_div(max(buy_ntl, sell_ntl), self.leverage_of(account, asset).value)
+
+    def orders_reserved(self, account: Account) -> int:
+        return sum(
+            self.order_reserve(account, asset, buy, sell)
+            for asset, (buy, sell) in account.order_ntl.items()
+        )
+
+    def cross_available(self, account: Account) -> int:
+        """What new margin can draw on: cross value less cross margin and order reserves."""
+        return (
+            self.cross_value(account)
+            - self.cross_margin_used(account)
+            - self.orders_reserved(account)
+        )
+
+    def withdrawable(self, account: Account) -> int:
+        """What may leave the cross account: its value less the transfer margin,
+        max(IM of cross positions and order reserves, 10% of cross notional)."""
+        notional = 0
+        for asset, position in account.positions.items():
+            if position.szi and self.leverage_of(account, asset).is_cross:
+                notional += abs(position.szi) * self.mark(asset)
+        required = transfer_margin_required(
+            self.cross_margin_used(account) + self.orders_reserved(account), notional
+        )
+        return max(0, self.cross_value(account) - required)
+
+    def cross_maintenance(self, account: Account) -> int:
+        mm = 0
+        for asset, position in account.positions.items():
+            if position.szi and self.leverage_of(account, asset).is_cross:
+                mm += self.maintenance_of(asset, position.szi)
+        return mm
+
+    def maintenance_of(self, asset: int, szi: int) -> int:
+        perp = self.markets.perps[asset]
+        table = self.markets.margin_table(perp.margin_table_id)
+        return maintenance_margin(table, abs(szi) * self.mark(asset))
+
+    # The collateral seam used by the exchange.
+
+    def order_margin_error(
+        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
+    ) -> str | None:
+        """A new perp order: refused when its extra reserve exceeds the free cross margin, or
+        when the position it could build exceeds the tier allowed at the current leverage.
+        An order that can only reduce the position is always allowed."""
+        asset = market.asset
+        szi = account.szi(asset)
+        if (szi < 0 and is_buy and sz <= -szi) or (szi > 0 and not is_buy and sz <= szi):
+            return None
+        leverage = self.leverage_of(account, asset).value
+        perp = self.markets.perps[asset]
+        grown = abs(szi + sz if is_buy else szi - sz)
+        table = self.markets.margin_table(perp.margin_table_id)
+        if max_leverage_at(table, grown * px) < leverage:
+            return ERR_PERP_MAX_POSITION
+        buy, sell = account.order_ntl.get(asset, (0, 0))
+        before = self.order_reserve(account, asset, buy, sell)
+        after = self.order_reserve(
+            account, asset, buy + px * sz if is_buy else buy, sell if is_buy else sell + px * sz
+        )
+        if after - before > self.cross_available(account):
+            return ERR_PERP_MARGIN
+        return None
+
+    def resting_fill_allowed(
+        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
+    ) -> bool:
+        """The resting side's re-check at a fill that grows its position: the margin of the
+        grown position must fit in the free cross margin plus the reserve the fill releases."""
+        asset = market.asset
+        buy, sell = account.order_ntl.get(asset, (0, 0))
+        before = self.order_reserve(account, asset, buy, sell)
+        released = before - self.order_reserve(
+            account, asset, buy - px * sz if is_buy else buy, sell if is_buy else sell - px * sz
+        )
+        needed = initial_margin(sz * self.mark(asset), self.leverage_of(account, asset).value)
+        return needed - released <= self.cross_available(account)
+
+    def reserve_order(
+        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
+    ) -> None:
+        """An order starts resting: hold its spot payment, or reserve perp margin."""
+        if market.is_spot:
+            token = market.quote_token if is_buy else market.base_token
+            amount = px * sz if is_buy else sz * market.base_wei_per_lot
+            account.spot_hold[token] = account.spot_hold.get(token, 0) + amount
+            return
+        sides = account.order_ntl.get(market.asset)
+        if sides is None:
+            sides = account.order_ntl[market.asset] = [0, 0]
+        sides[0 if is_buy else 1] += px * sz
+
+    def release_order(
+        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
+    ) -> None:
+        """`sz` of a resting order stops resting (cancelled, or filled as maker)."""
+        if market.is_spot:
+            token = market.quote_token if is_buy else market.base_token
+            account.spot_hold[token] -= px * sz if is_buy else sz * market.base_wei_per_lot
+            return
+        sides = account.order_ntl[market.asset]
+        sides[0 if is_buy else 1] -= px * sz
+        if sides[0] == 0 and sides[1] == 0:
+            del account.order_ntl[market.asset]
+
+    # Funding from outside (genesis, devnet control).
 
     def credit_usd(self, user: str, amount: int) -> None:
         self.account(user).usd += amount
@@ -73,32 +292,6 @@ class Clearinghouse:
         account = self.account(user)
         account.spot_total[token] = account.spot_total.get(token, 0) + amount
 
-    # The collateral seam.
-
-    def order_margin_error(
-        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
-    ) -> str | None:
-        """Placeholder rule (module doc) for a new perp order; None when it may be placed."""
-        position = account.positions.get(market.asset)
-        szi = 0 if position is None else position.szi
-        if (szi < 0 and is_buy and sz <= -szi) or (szi > 0 and not is_buy and sz <= szi):
-            return None  # only reduces
-        equity = account.usd
-        # Margins round up, against the account.
-        used = -(-px * sz // market.max_leverage)
-        by_asset = self.markets.by_asset
-        for asset, held in account.positions.items():
-            if held.szi:
-                equity += held.entry_ntl if held.szi > 0 else -held.entry_ntl
-                used += -(-held.entry_ntl // by_asset[asset].max_leverage)
-        return None if used <= equity else ERR_PERP_MARGIN
-
-    def resting_fill_allowed(
-        self, account: Account, market: Market, is_buy: bool, px: int, sz: int
-    ) -> bool:
-        """The resting side's re-check at a fill (marginCanceled when False)."""
-        return self.order_margin_error(account, market, is_buy, px, sz) is None
-
     # Trades.
 
     def apply_perp_fill(
@@ -106,41 +299,53 @@ class Clearinghouse:
     ) -> tuple[int, str, int, int]:
         """Move cash and position for one side of a perp trade. Returns the fill record's
         (start position, direction, closed pnl, fee)."""
+        self.last_trade[asset] = px
         position = account.positions.get(asset)
         if position is None:
             position = account.positions[asset] = Position()
+        leverage = self.leverage_of(account, asset)
         notional = px * sz
         fee = -(-notional * fee_rate // FEE_SCALE)  # rounded up: the payer's debit
-        start = position.szi
-        account.usd += -notional - fee if is_buy else notional - fee
         self.perp_fees += fee
+        cash = -notional - fee if is_buy else notional - fee
+        start = position.szi
+        end = start + sz if is_buy else start - sz
         closed_pnl = 0
         if start == 0 or (start > 0) == is_buy:
             position.entry_ntl += notional
-            position.szi = start + sz if is_buy else start - sz
             direction = "Open Long" if is_buy else "Open Short"
+            opened = sz
         else:
-            held = start if start > 0 else -start
-            closed = sz if sz < held else held
+            held = abs(start)
+            closed = min(sz, held)
             # Entry cost of the closed part, rounded down; the remainder stays on the rest.
             closed_cost = position.entry_ntl * closed // held
             closed_pnl = px * closed - closed_cost if start > 0 else closed_cost - px * closed
             position.entry_ntl -= closed_cost
-            position.szi = start + sz if is_buy else start - sz
-            if sz > held:
-                position.entry_ntl = px * (sz - held)
+            opened = sz - closed
+            if opened:
+                position.entry_ntl = px * opened
                 direction = "Short > Long" if is_buy else "Long > Short"
             else:
                 direction = "Close Short" if is_buy else "Close Long"
+        if start == 0 or (opened and (start > 0) != is_buy):
+            position.funding_since_open = 0  # a new position (or the new side of a flip)
+        if leverage.is_cross:
+            account.usd += cash
+        else:
+            position.isolated_raw += cash
+            if end == 0 or (start != 0 and (end > 0) != (start > 0)):
+                # Closed (or flipped through zero): the isolated cash returns to cross.
+                account.usd += position.isolated_raw
+                position.isolated_raw = 0
+            if opened:
+                margin = initial_margin(px * opened, leverage.value)
+                account.usd -= margin
+                position.isolated_raw += margin
+        position.szi = end
+        if end == 0:
+            position.funding_since_open = 0
         return start, direction, closed_pnl, fee
-
-    def hold_spot(self, user: str, token: int, amount: int) -> None:
-        account = self.account(user)
-        account.spot_hold[token] = account.spot_hold.get(token, 0) + amount
-
-    def release_spot(self, user: str, token: int, amount: int) -> None:
-        account = self.account(user)
-        account.spot_hold[token] -= amount
 
     def apply_spot_fill(
         self,
@@ -182,7 +387,10 @@ class Clearinghouse:
                 net[asset] = net.get(asset, 0) + position.szi
                 assert position.entry_ntl >= 0, f"{user}: negative entry notional on {asset}"
                 assert position.szi != 0 or position.entry_ntl == 0, f"{user}: flat with entry"
+                assert position.szi != 0 or position.isolated_raw == 0, f"{user}: flat, iso cash"
             for token, hold in account.spot_hold.items():
                 total = account.spot_total.get(token, 0)
                 assert 0 <= hold <= total, f"{user}: hold {hold} outside [0, {total}] of {token}"
+            for asset, (buy, sell) in account.order_ntl.items():
+                assert buy >= 0 and sell >= 0 and (buy or sell), f"{user}: reserve on {asset}"
         assert all(v == 0 for v in net.values()), f"positions do not net to zero: {net}"

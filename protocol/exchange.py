@@ -35,11 +35,11 @@ from protocol.actions import (
     CancelResponse,
     DefaultResponse,
     ErrorResponse,
+    ExchangeAction,
     NoopAction,
     OrderAction,
     OrderResponse,
     ScheduleCancelAction,
-    TradingAction,
 )
 from protocol.book import TIF_ALO, TIF_GTC, TIF_IOC, BookSide, OrderBook, RestingOrder
 from protocol.clearinghouse import Clearinghouse
@@ -183,7 +183,7 @@ class Exchange:
 
     # Actions.
 
-    def execute(self, user: str, action: TradingAction, time: int) -> ActionResponse:
+    def execute(self, user: str, action: ExchangeAction, time: int) -> ActionResponse:
         match action:
             case OrderAction():
                 return self.place_orders(user, action.orders, action.grouping, time)
@@ -363,13 +363,8 @@ class Exchange:
             return Filled(oid, filled_sz, filled_ntl, order.cloid)
         if remaining != sz:
             order = msgspec.structs.replace(order, sz=remaining)
-        if is_spot:
-            if is_buy:
-                clearinghouse.hold_spot(user, market.quote_token, px * remaining)
-            else:
-                clearinghouse.hold_spot(
-                    user, market.base_token, remaining * market.base_wei_per_lot
-                )
+        if is_spot or not order.reduce_only:
+            clearinghouse.reserve_order(account, market, is_buy, px, remaining)
         book.rest(order)
         mine = self.user_orders.get(user)
         if mine is None:
@@ -493,6 +488,8 @@ class Exchange:
                     )
                 )
             else:
+                if not maker.reduce_only:
+                    clearinghouse.release_order(maker_account, market, maker.is_buy, trade_px, size)
                 start, direction, closed_pnl, fee = clearinghouse.apply_perp_fill(
                     maker_account, asset, maker.is_buy, trade_px, size, maker_fee_rate
                 )
@@ -570,13 +567,9 @@ class Exchange:
     def _remove_resting(self, book: OrderBook, order: RestingOrder, status: str, time: int) -> None:
         book.remove(order.oid)
         market = self.markets.by_asset[order.asset]
-        if market.is_spot:
-            if order.is_buy:
-                self.clearinghouse.release_spot(order.user, market.quote_token, order.px * order.sz)
-            else:
-                self.clearinghouse.release_spot(
-                    order.user, market.base_token, order.sz * market.base_wei_per_lot
-                )
+        if market.is_spot or not order.reduce_only:
+            account = self.clearinghouse.accounts[order.user]
+            self.clearinghouse.release_order(account, market, order.is_buy, order.px, order.sz)
         self._forget(order.user, order.oid, order.cloid)
         self.order_updates.append(OrderUpdate(order, status, time))
         self._cancel_children(order.oid, time)

@@ -9,7 +9,7 @@ import structlog
 import trio
 import trio.testing
 
-from node.blocks import ActionResult, Block, BlockProducer, ProducerStoppedError, SubmitAction
+from node.blocks import ActionResult, BlockProducer, ProducerStoppedError, SubmitAction
 from protocol.actions import (
     CancelAction,
     CancelResponse,
@@ -18,9 +18,8 @@ from protocol.actions import (
     NoopAction,
     OrderAction,
     OrderResponse,
-    TradingAction,
 )
-from protocol.exchange import Exchange
+from protocol.chain import Action, BlockOutput, Chain
 from protocol.fixed import USD_SCALE
 from protocol.markets import load_markets
 from protocol.orders import Filled, LimitWire, OrderTypeWire, OrderWire, Resting
@@ -38,12 +37,12 @@ GENESIS: dict[str, Any] = {
 }
 
 
-def make_producer(blocks: list[Block] | None = None) -> BlockProducer:
-    exchange = Exchange(load_markets(GENESIS))
+def make_producer(blocks: list[BlockOutput] | None = None) -> BlockProducer:
+    chain = Chain(load_markets(GENESIS))
     for user in (ALICE, BOB, CAROL):
-        exchange.clearinghouse.credit_usd(user, 100_000 * USD_SCALE)
+        chain.clearinghouse.credit_usd(user, 100_000 * USD_SCALE)
     return BlockProducer(
-        exchange,
+        chain,
         genesis_time_ms=GENESIS_MS,
         block_time_ms=BLOCK_MS,
         on_block=None if blocks is None else blocks.append,
@@ -56,7 +55,7 @@ def limit(tif: str, is_buy: bool, px: str = "50000", sz: str = "0.01") -> OrderA
 
 
 async def send(
-    producer: BlockProducer, user: str, action: TradingAction
+    producer: BlockProducer, user: str, action: Action
 ) -> trio.MemoryReceiveChannel[ActionResult]:
     """Queue one action now (so the test controls arrival order); its answer comes later."""
     reply, answer = trio.open_memory_channel[ActionResult](1)
@@ -65,10 +64,10 @@ async def send(
 
 
 async def test_blocks_tick_every_block_time(autojump_clock: trio.testing.MockClock) -> None:
-    blocks: list[Block] = []
+    blocks: list[BlockOutput] = []
     ticks: list[float] = []
 
-    def on_block(block: Block) -> None:
+    def on_block(block: BlockOutput) -> None:
         blocks.append(block)
         ticks.append(trio.current_time())
 
@@ -109,7 +108,7 @@ async def test_action_runs_in_the_next_block(autojump_clock: trio.testing.MockCl
 async def test_alo_submitted_after_gtc_executes_first(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocks: list[Block] = []
+    blocks: list[BlockOutput] = []
     producer = make_producer(blocks)
     async with trio.open_nursery() as nursery:
         await nursery.start(producer.run, 1)
@@ -130,7 +129,7 @@ async def test_alo_submitted_after_gtc_executes_first(
 async def test_three_classes_no_gtc_ioc_then_cancels_then_gtc_ioc(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocks: list[Block] = []
+    blocks: list[BlockOutput] = []
     producer = make_producer(blocks)
     async with trio.open_nursery() as nursery:
         await nursery.start(producer.run, 2)
@@ -177,7 +176,7 @@ async def test_one_log_line_per_block(autojump_clock: trio.testing.MockClock) ->
 async def test_a_reply_that_does_not_fit_is_dropped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocks: list[Block] = []
+    blocks: list[BlockOutput] = []
     producer = make_producer(blocks)
     reply, answer = trio.open_memory_channel[ActionResult](0)  # no buffer: cannot take it
     async with trio.open_nursery() as nursery:

@@ -216,15 +216,20 @@ def test_insufficient_margin_at_placement_and_at_fill(exchange: Exchange) -> Non
     """The collateral seam refuses an order at placement (perpMarginRejected) and cancels a
     resting order that no longer passes when it is matched (marginCanceled)."""
     clearinghouse = exchange.clearinghouse
-    clearinghouse.credit_usd("d", 100 * USD)  # 40x on BTC: up to $4,000 of notional
-    assert place(exchange, "d", limit(BTC, True, "100000", "0.05")) == [OrderError(ERR_PERP_MARGIN)]
-    assert place(exchange, "d", limit(BTC, True, "100000", "0.03")) == [Resting(2)]
+    clearinghouse.set_mark(BTC, 1_000_000)
+    clearinghouse.credit_usd("d", 100 * USD)  # default 20x: up to $2,000 of notional
+    assert place(exchange, "d", limit(BTC, True, "100000", "0.025")) == [
+        OrderError(ERR_PERP_MARGIN)
+    ]
+    assert place(exchange, "d", limit(BTC, True, "100000", "0.015")) == [Resting(2)]
+    assert clearinghouse.orders_reserved(clearinghouse.accounts["d"]) == 75 * USD
     clearinghouse.credit_usd("d", -95 * USD)  # equity $5 < $75 of margin
     exchange.take_events()
-    assert place(exchange, "b", limit(BTC, False, "100000", "0.03", "Ioc")) == [
+    assert place(exchange, "b", limit(BTC, False, "100000", "0.015", "Ioc")) == [
         OrderError(ERR_IOC_CANCEL)
     ]
     assert statuses_of(exchange) == [(2, "marginCanceled"), (3, "iocCancelRejected")]
+    assert clearinghouse.accounts["d"].order_ntl == {}
 
 
 def test_spot_trade_moves_tokens_and_fees(exchange: Exchange) -> None:
