@@ -105,6 +105,14 @@ class TriggerOrder(msgspec.Struct, frozen=True, gc=False):
     is_position_tpsl: bool
 
 
+class LiquidationInfo(msgspec.Struct, frozen=True):
+    """Carried by the fills of a liquidation: whose account, the mark, market or backstop."""
+
+    liquidated_user: str
+    mark_px: int
+    method: str
+
+
 class Fill(msgspec.Struct, frozen=True, gc=False):
     user: str
     asset: int
@@ -122,6 +130,7 @@ class Fill(msgspec.Struct, frozen=True, gc=False):
     fee: int
     fee_token: str
     cloid: str | None
+    liquidation: LiquidationInfo | None = None
 
 
 class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
@@ -612,6 +621,32 @@ class Exchange:
         else:
             self._remove_trigger(self.triggers[oid], status, time)
         return True
+
+    def cancel_all(self, user: str, status: str, time: int) -> None:
+        """Take every live order of `user` off the exchange with `status`, in oid order."""
+        for oid in sorted(self.user_orders.get(user, {})):
+            self.remove_live_order(user, oid, status, time)
+
+    def close_at_market(
+        self, user: str, asset: int, sz: int, px: int, time: int, liquidation: LiquidationInfo
+    ) -> int:
+        """A reduce-only IOC for `user` at limit `px`, its fills tagged as a liquidation's.
+        Returns the size filled."""
+        oid = self.next_oid
+        self.next_oid = oid + 1
+        is_buy = self.clearinghouse.account(user).szi(asset) < 0
+        order = RestingOrder(oid, user, asset, is_buy, px, sz, sz, time, TIF_IOC, True, None)
+        first = len(self.fills)
+        status = self._execute(order, self.markets.by_asset[asset])
+        fills = self.fills
+        for i in range(first, len(fills)):
+            fills[i] = msgspec.structs.replace(fills[i], liquidation=liquidation)
+        return status.total_sz if isinstance(status, Filled) else 0
+
+    def next_trade_id(self) -> int:
+        tid = self.next_tid
+        self.next_tid = tid + 1
+        return tid
 
     # Cancels and modifies.
 
