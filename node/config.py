@@ -1,4 +1,5 @@
-"""Node configuration: one TOML file with the `[genesis]` markets and optional `[node]` settings.
+"""Node configuration: one TOML file with the `[genesis]` markets, the `[oracle]` price source of
+every perp, and optional `[node]` settings.
 
 Invariants:
 - A `NodeConfig` is valid once built: `load_config`, `parse_config` and `override` check every
@@ -19,13 +20,14 @@ import msgspec
 
 from protocol.markets import ConfigError as MarketsConfigError
 from protocol.markets import Markets, load_markets
+from protocol.oracle import Source, load_oracle_sources
 
 DEFAULT_CONFIG_PATH = "configs/devnet.toml"
 DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_DATA_DIR = "data"
 DEFAULT_PORT = 3001
 MAX_PORT = 65_535
-KNOWN_TABLES = frozenset({"genesis", "node"})
+KNOWN_TABLES = frozenset({"genesis", "node", "oracle"})
 
 
 class ConfigError(MarketsConfigError):
@@ -34,6 +36,7 @@ class ConfigError(MarketsConfigError):
 
 class NodeConfig(msgspec.Struct, frozen=True):
     markets: Markets
+    oracle_sources: dict[int, Source]
     block_time_ms: int = DEFAULT_BLOCK_TIME_MS
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
@@ -61,19 +64,25 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     """A `NodeConfig` from a config already parsed from TOML."""
     unknown = sorted(set(raw) - KNOWN_TABLES)
     if unknown:
-        raise ConfigError(f"unknown table(s) {', '.join(unknown)}; expected genesis and node")
+        raise ConfigError(
+            f"unknown table(s) {', '.join(unknown)}; expected genesis, oracle and node"
+        )
     genesis = raw.get("genesis")
     if genesis is None:
         raise ConfigError("missing [genesis] table")
     if not isinstance(genesis, dict):
         raise ConfigError("genesis must be a table")
     markets = load_markets(genesis)
+    oracle = raw.get("oracle", {})
+    if not isinstance(oracle, dict):
+        raise ConfigError("oracle must be a table")
+    sources = load_oracle_sources(oracle, markets, {})
     try:
         spec = msgspec.convert(raw.get("node", {}), _NodeSpec)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"node: {exc}") from exc
     _check_settings(spec.block_time_ms, spec.data_dir, spec.port)
-    return NodeConfig(markets, spec.block_time_ms, spec.data_dir, spec.port, source)
+    return NodeConfig(markets, sources, spec.block_time_ms, spec.data_dir, spec.port, source)
 
 
 def load_config(path: str | Path) -> NodeConfig:

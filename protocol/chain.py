@@ -4,8 +4,10 @@ Invariants:
 - Every action goes through `Chain.execute`, which routes it to the module owning its rule and
   returns Hyperliquid's response shape; an action that is refused changes nothing.
 - `apply_block` runs the phases of a block in one fixed order (the order is written in
-  `apply_block` and the README): actions in the three-class order, then time-driven passes.
-  Nothing in it depends on anything but the chain state, the block time and the actions.
+  `apply_block` and the README): prices, actions in the three-class order, then the passes
+  driven by time and price. Nothing in it depends on anything but the chain state, the block
+  time and the actions.
+- Funding moves cash between positions only: what payers lose, receivers gain, exactly.
 """
 
 from __future__ import annotations
@@ -36,9 +38,20 @@ from protocol.actions import (
 from protocol.block import order_block_actions
 from protocol.clearinghouse import Clearinghouse
 from protocol.exchange import Exchange, Fill, OrderUpdate
-from protocol.ledger import LedgerUpdate
+from protocol.funding import (
+    FundingSettlement,
+    FundingState,
+    funding_payments,
+    impact_notional_for,
+    impact_price,
+    premium,
+)
+from protocol.ledger import FundingUpdate, LedgerUpdate
 from protocol.leverage import update_isolated_margin, update_leverage
+from protocol.liquidation import LIQUIDATOR, Liquidator
+from protocol.mark import MarkState
 from protocol.markets import Markets
+from protocol.oracle import ConstantSource, OracleState, Source
 from protocol.transfers import apply_transfer
 
 Action = TradingAction | TransferAction
@@ -62,14 +75,34 @@ class BlockOutput(msgspec.Struct, frozen=True):
     fills: tuple[Fill, ...]
     order_updates: tuple[OrderUpdate, ...]
     ledger: tuple[LedgerUpdate, ...]
+    funding: tuple[FundingUpdate, ...]
 
 
 class Chain:
-    def __init__(self, markets: Markets) -> None:
+    def __init__(
+        self,
+        markets: Markets,
+        oracle_sources: dict[int, Source] | None = None,
+        start_time: int = 0,
+        liquidator: str = LIQUIDATOR,
+    ) -> None:
+        """`oracle_sources` default to a constant price of 1 unit for perps that have none:
+        tests that drive marks by hand (`Clearinghouse.set_mark`) need no oracle."""
         self.markets = markets
         self.clearinghouse = Clearinghouse(markets)
         self.exchange = Exchange(markets, self.clearinghouse)
+        self.liquidator = Liquidator(self.exchange, liquidator)
+        sources = dict(oracle_sources or {})
+        for perp in markets.perps:
+            sources.setdefault(perp.asset, ConstantSource(1))
+        self.oracle = OracleState(markets, sources, start_time)
+        self.prices_driven = oracle_sources is not None
+        self.marks = {perp.asset: MarkState() for perp in markets.perps}
+        self.mark_time = start_time
+        self.funding = FundingState(perp.asset for perp in markets.perps)
         self.ledger: list[LedgerUpdate] = []
+        if self.prices_driven:
+            self._update_marks(start_time)
 
     def execute(self, user: str, action: Action, time: int) -> ActionResponse:
         match action:
@@ -104,19 +137,106 @@ class Chain:
         self, height: int, time: int, proposed: list[tuple[str, Action]]
     ) -> BlockOutput:
         """Run one block. Phases, in this order:
-        1. the actions, sorted into the three classes (stable within a class);
-        2. scheduled cancels due at the block time."""
+        1. prices: the oracle publishes (every 3 s) and the marks follow;
+        2. the actions, sorted into the three classes (stable within a class);
+        3. TP/SL triggers on the marks (assets in order), scheduled cancels due, funding
+           (a premium sample every 5 s, settlement at each UTC hour);
+        4. liquidation of accounts below maintenance."""
+        if self.prices_driven and self.oracle.update(time):
+            self._update_marks(time)
         ordered = order_block_actions(list(enumerate(proposed)), lambda entry: entry[1][1])
         executed = [
             ExecutedAction(index, user, action, self.execute(user, action, time))
             for index, (user, action) in ordered
         ]
+        if self.prices_driven:
+            for perp in self.markets.perps:
+                self.exchange.on_mark(perp.asset, self.clearinghouse.mark(perp.asset), time)
         self.exchange.on_block_time(time)
+        funding: list[FundingUpdate] = []
+        if self.prices_driven:
+            settlement = self.funding.on_block(time, self._premiums())
+            if settlement is not None:
+                funding = self._pay_funding(settlement)
+        self.ledger.extend(self.liquidator.run(time))
         fills, updates = self.exchange.take_events()
         ledger, self.ledger = self.ledger, []
         return BlockOutput(
-            height, time, tuple(executed), tuple(fills), tuple(updates), tuple(ledger)
+            height,
+            time,
+            tuple(executed),
+            tuple(fills),
+            tuple(updates),
+            tuple(ledger),
+            tuple(funding),
         )
+
+    def _update_marks(self, time: int) -> None:
+        elapsed = time - self.mark_time
+        self.mark_time = time
+        for perp in self.markets.perps:
+            book = self.exchange.books[perp.asset]
+            mark = self.marks[perp.asset].update(
+                self.oracle.price(perp.asset),
+                book.best_bid(),
+                book.best_ask(),
+                self.clearinghouse.last_trade.get(perp.asset),
+                elapsed,
+            )
+            self.clearinghouse.set_mark(perp.asset, mark)
+
+    def _premiums(self) -> dict[int, int]:
+        premiums: dict[int, int] = {}
+        for perp in self.markets.perps:
+            book = self.exchange.books[perp.asset]
+            notional = impact_notional_for(perp.name)
+            bid = impact_price(book.depth(is_bid=True), notional)
+            ask = impact_price(book.depth(is_bid=False), notional)
+            premiums[perp.asset] = premium(bid, ask, self.oracle.price(perp.asset))
+        return premiums
+
+    def _pay_funding(self, settlement: FundingSettlement) -> list[FundingUpdate]:
+        """Pay each asset's hourly rate on oracle notional, into cross cash or the isolated
+        cash leg, and add it to the positions' cumulative funding."""
+        clearinghouse = self.clearinghouse
+        updates: list[FundingUpdate] = []
+        for rate in settlement.rates:
+            asset = rate.asset
+            holders = [
+                (user, account.positions[asset].szi)
+                for user, account in sorted(clearinghouse.accounts.items())
+                if asset in account.positions and account.positions[asset].szi
+            ]
+            if not holders or rate.rate == 0:
+                continue
+            oracle_px = self.oracle.price(asset)
+            coin = self.markets.perps[asset].name
+            for user, change in funding_payments(holders, oracle_px, rate.rate).items():
+                account = clearinghouse.accounts[user]
+                position = account.positions[asset]
+                if clearinghouse.leverage_of(account, asset).is_cross:
+                    account.usd += change
+                else:
+                    position.isolated_raw += change
+                position.funding_all_time -= change
+                position.funding_since_open -= change
+                position.funding_since_change -= change
+                updates.append(
+                    FundingUpdate(
+                        settlement.time,
+                        user,
+                        coin,
+                        change,
+                        position.szi,
+                        rate.rate,
+                        rate.n_samples,
+                    )
+                )
+        return updates
 
     def _check(self) -> None:
         self.exchange._check()
+        self.oracle._check()
+        self.funding._check()
+        for mark in self.marks.values():
+            mark._check()

@@ -89,3 +89,16 @@ class LedgerUpdate(msgspec.Struct, frozen=True):
     time: int
     users: tuple[str, ...]
     delta: LedgerDelta
+
+
+class FundingUpdate(msgspec.Struct, frozen=True):
+    """One account's funding for one hour on one perp (`userFunding`): `usdc` is the change
+    to its cash (negative when it paid), `funding_rate` the hourly rate at RATE_SCALE."""
+
+    time: int
+    user: str
+    coin: str
+    usdc: int
+    szi: int
+    funding_rate: int
+    n_samples: int

@@ -15,6 +15,10 @@ from node.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "devnet.toml")
 GENESIS = """
+[oracle.BTC]
+source = "constant"
+px = "100000"
+
 [[genesis.perps]]
 name = "BTC"
 sz_decimals = 5

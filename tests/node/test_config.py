@@ -9,6 +9,7 @@ import pytest
 
 from node.config import ConfigError, NodeConfig, load_config, override, parse_config
 from protocol.markets import ConfigError as MarketsConfigError
+from protocol.oracle import ConstantSource
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "devnet.toml"
 
@@ -25,7 +26,9 @@ def test_node_table_sets_node_settings() -> None:
     raw = tomllib.loads(CONFIG.read_text())
     raw["node"] = {"block_time_ms": 250, "data_dir": "/tmp/devnet", "port": 0}
     config = parse_config(raw, "inline")
-    assert config == NodeConfig(config.markets, 250, "/tmp/devnet", 0, "inline")
+    assert config == NodeConfig(
+        config.markets, config.oracle_sources, 250, "/tmp/devnet", 0, "inline"
+    )
 
 
 def test_override_replaces_and_checks() -> None:
@@ -41,3 +44,14 @@ def test_one_except_catches_both_halves() -> None:
     assert issubclass(ConfigError, MarketsConfigError)
     with pytest.raises(MarketsConfigError, match="genesis"):
         parse_config({"genesis": {"perps": "BTC"}})
+
+
+def test_default_config_prices_every_perp() -> None:
+    """Every perp of the default genesis has an oracle source, at its price scale."""
+    config = load_config(CONFIG)
+    assert set(config.oracle_sources) == {perp.asset for perp in config.markets.perps}
+    assert config.oracle_sources[0] == ConstantSource(1_000_000)  # BTC 100000, 1 decimal
+    raw = tomllib.loads(CONFIG.read_text())
+    del raw["oracle"]["ETH"]
+    with pytest.raises(MarketsConfigError, match=r"oracle\.ETH"):
+        parse_config(raw, "inline")
