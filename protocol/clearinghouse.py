@@ -25,7 +25,7 @@ from protocol.fixed import FEE_SCALE, ceil_div
 from protocol.margin import (
     initial_margin,
     maintenance_margin,
-    max_leverage_at,
+    notional_limit,
     transfer_margin_required,
 )
 from protocol.markets import Market, Markets
@@ -91,12 +91,15 @@ class SubAccount(msgspec.Struct, frozen=True):
 class Clearinghouse:
     __slots__ = (
         "accounts",
+        "default_leverage",
         "last_trade",
         "markets",
         "marks",
+        "notional_limits",
         "perp_fees",
         "spot_fees",
         "sub_accounts",
+        "tables",
         "withdraw_fees",
         "withdrawn",
     )
@@ -111,6 +114,12 @@ class Clearinghouse:
         self.sub_accounts: dict[str, SubAccount] = {}  # by sub-account address
         self.withdrawn = 0  # micro-USDC that left the chain
         self.withdraw_fees = 0
+        self.tables = {p.asset: markets.margin_table(p.margin_table_id) for p in markets.perps}
+        # (asset, leverage) -> notional_limit(table, leverage): a cache of a pure function.
+        self.notional_limits: dict[tuple[int, int], int | None] = {}
+        self.default_leverage = {
+            p.asset: Leverage(True, min(DEFAULT_LEVERAGE, p.max_leverage)) for p in markets.perps
+        }
 
     def master_of(self, address: str) -> str | None:
         sub = self.sub_accounts.get(address)
@@ -138,12 +147,10 @@ class Clearinghouse:
     # Margin state of an account.
 
     def leverage_of(self, account: Account, asset: int) -> Leverage:
+        """The account's setting, or the default. Reading never stores the default, so
+        queries cannot change the state."""
         setting = account.leverage.get(asset)
-        if setting is None:
-            market = self.markets.by_asset[asset]
-            setting = Leverage(True, min(DEFAULT_LEVERAGE, market.max_leverage))
-            account.leverage[asset] = setting
-        return setting
+        return self.default_leverage[asset] if setting is None else setting
 
     def cross_value(self, account: Account) -> int:
         """Cross account value: cross cash plus the marked value of cross positions."""
@@ -184,12 +191,28 @@ class Clearinghouse:
         )
 
     def cross_available(self, account: Account) -> int:
-        """What new margin can draw on: cross value less cross margin and order reserves."""
-        return (
-            self.cross_value(account)
-            - self.cross_margin_used(account)
-            - self.orders_reserved(account)
-        )
+        """What new margin can draw on: cross value less cross margin and order reserves.
+        (One pass with local lookups: the order path calls this for every order.)"""
+        value = account.usd
+        used = 0
+        settings = account.leverage
+        defaults = self.default_leverage
+        marks = self.marks
+        for asset, position in account.positions.items():
+            szi = position.szi
+            if szi:
+                setting = settings.get(asset) or defaults[asset]
+                if setting.is_cross:
+                    mark = marks.get(asset)
+                    if mark is None:
+                        mark = self.last_trade.get(asset, 0)
+                    value += szi * mark
+                    # Margins round up, against the account.
+                    used += -(-(szi if szi > 0 else -szi) * mark // setting.value)
+        for asset, (buy, sell) in account.order_ntl.items():
+            setting = settings.get(asset) or defaults[asset]
+            used += -(-(buy if buy > sell else sell) // setting.value)
+        return value - used
 
     def withdrawable(self, account: Account) -> int:
         """What may leave the cross account: its value less the transfer margin,
@@ -211,9 +234,7 @@ class Clearinghouse:
         return mm
 
     def maintenance_of(self, asset: int, szi: int) -> int:
-        perp = self.markets.perps[asset]
-        table = self.markets.margin_table(perp.margin_table_id)
-        return maintenance_margin(table, abs(szi) * self.mark(asset))
+        return maintenance_margin(self.tables[asset], abs(szi) * self.mark(asset))
 
     # The collateral seam used by the exchange.
 
@@ -224,20 +245,24 @@ class Clearinghouse:
         when the position it could build exceeds the tier allowed at the current leverage.
         An order that can only reduce the position is always allowed."""
         asset = market.asset
-        szi = account.szi(asset)
+        position = account.positions.get(asset)
+        szi = 0 if position is None else position.szi
         if (szi < 0 and is_buy and sz <= -szi) or (szi > 0 and not is_buy and sz <= szi):
             return None
-        leverage = self.leverage_of(account, asset).value
-        perp = self.markets.perps[asset]
-        grown = abs(szi + sz if is_buy else szi - sz)
-        table = self.markets.margin_table(perp.margin_table_id)
-        if max_leverage_at(table, grown * px) < leverage:
+        leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
+        grown = szi + sz if is_buy else szi - sz
+        limit = self.notional_limits.get((asset, leverage), -1)
+        if limit == -1:
+            limit = self.notional_limits[(asset, leverage)] = notional_limit(
+                self.tables[asset], leverage
+            )
+        if limit is not None and abs(grown) * px >= limit:
             return ERR_PERP_MAX_POSITION
-        buy, sell = account.order_ntl.get(asset, (0, 0))
-        before = self.order_reserve(account, asset, buy, sell)
-        after = self.order_reserve(
-            account, asset, buy + px * sz if is_buy else buy, sell if is_buy else sell + px * sz
-        )
+        sides = account.order_ntl.get(asset)
+        buy, sell = (0, 0) if sides is None else sides
+        # Reserves round up: ceil(max(buy, sell) / leverage) before and after the order.
+        before = -(-max(buy, sell) // leverage)
+        after = -(-(max(buy + px * sz, sell) if is_buy else max(buy, sell + px * sz)) // leverage)
         if after - before > self.cross_available(account):
             return ERR_PERP_MARGIN
         return None
@@ -248,12 +273,12 @@ class Clearinghouse:
         """The resting side's re-check at a fill that grows its position: the margin of the
         grown position must fit in the free cross margin plus the reserve the fill releases."""
         asset = market.asset
+        leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
         buy, sell = account.order_ntl.get(asset, (0, 0))
-        before = self.order_reserve(account, asset, buy, sell)
-        released = before - self.order_reserve(
-            account, asset, buy - px * sz if is_buy else buy, sell if is_buy else sell - px * sz
-        )
-        needed = initial_margin(sz * self.mark(asset), self.leverage_of(account, asset).value)
+        before = -(-max(buy, sell) // leverage)
+        left = max(buy - px * sz, sell) if is_buy else max(buy, sell - px * sz)
+        released = before - -(-left // leverage)
+        needed = -(-sz * self.mark(asset) // leverage)
         return needed - released <= self.cross_available(account)
 
     def reserve_order(
@@ -303,7 +328,7 @@ class Clearinghouse:
         position = account.positions.get(asset)
         if position is None:
             position = account.positions[asset] = Position()
-        leverage = self.leverage_of(account, asset)
+        leverage = account.leverage.get(asset) or self.default_leverage[asset]
         notional = px * sz
         fee = -(-notional * fee_rate // FEE_SCALE)  # rounded up: the payer's debit
         self.perp_fees += fee

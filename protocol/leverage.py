@@ -55,6 +55,7 @@ def update_leverage(
     if szi and current.is_cross != action.is_cross:
         return ErrorResponse(ERR_SWITCH_WITH_POSITION)
     before = clearinghouse.cross_available(account)
+    stored = account.leverage.get(action.asset)
     account.leverage[action.asset] = Leverage(action.is_cross, action.leverage)
     after = clearinghouse.cross_available(account)
     # Positions and resting orders are margined at the new leverage: refuse a change that
@@ -69,7 +70,10 @@ def update_leverage(
         and action.leverage < current.value
     )
     if short_cross or short_isolated:
-        account.leverage[action.asset] = current
+        if stored is None:
+            del account.leverage[action.asset]
+        else:
+            account.leverage[action.asset] = stored
         return ErrorResponse(ERR_LEVERAGE_MARGIN)
     return DefaultResponse()
 

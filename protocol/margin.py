@@ -48,6 +48,17 @@ def max_leverage_at(table: MarginTable, notional: int) -> int:
     return tier_for(table, notional).max_leverage
 
 
+def notional_limit(table: MarginTable, leverage: int) -> int | None:
+    """The lowest notional at which `leverage` is no longer allowed (the lower bound of the
+    first tier whose max leverage is below it), or None when every tier allows it. Tiers fall
+    in leverage as they rise in bound, so a position is within its tier limit exactly when
+    its notional is below this."""
+    for tier in table.tiers:
+        if tier.max_leverage < leverage:
+            return tier.lower_bound
+    return None
+
+
 def maintenance_margin(table: MarginTable, notional: int) -> int:
     """MM = notional * mmr(t) - deduction(t) for the tier t of the notional, rounded up.
 

@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from protocol.book import TIF_GTC, TIF_IOC  # noqa: E402
+from protocol.clearinghouse import Leverage  # noqa: E402
 from protocol.exchange import Exchange  # noqa: E402
 from protocol.markets import Markets, load_markets  # noqa: E402
 from protocol.orders import Filled, OrderError, OrderRequest, Resting  # noqa: E402
@@ -151,8 +152,12 @@ def generate(n_ops: int, seed: int) -> tuple[list[Op], float]:
 
 def new_exchange(markets: Markets) -> Exchange:
     exchange = Exchange(markets)
+    clearinghouse = exchange.clearinghouse
+    clearinghouse.set_mark(ASSET, MID_USD * 10)
     for user in USERS:
-        exchange.clearinghouse.credit_usd(user, FUNDS)
+        clearinghouse.credit_usd(user, FUNDS)
+        # 1x: positions of any size stay inside every margin tier.
+        clearinghouse.account(user).leverage[ASSET] = Leverage(True, 1)
     return exchange
 
 
