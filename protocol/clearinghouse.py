@@ -118,7 +118,8 @@ class Clearinghouse:
         # (asset, leverage) -> notional_limit(table, leverage): a cache of a pure function.
         self.notional_limits: dict[tuple[int, int], int | None] = {}
         self.default_leverage = {
-            p.asset: Leverage(True, min(DEFAULT_LEVERAGE, p.max_leverage)) for p in markets.perps
+            p.asset: Leverage(not p.only_isolated, min(DEFAULT_LEVERAGE, p.max_leverage))
+            for p in markets.perps
         }
 
     def master_of(self, address: str) -> str | None:
@@ -238,6 +239,15 @@ class Clearinghouse:
 
     # The collateral seam used by the exchange.
 
+    def within_tier(self, asset: int, leverage: int, notional: int) -> bool:
+        """Whether a position of this notional may be held at this leverage."""
+        limit = self.notional_limits.get((asset, leverage), -1)
+        if limit == -1:
+            limit = self.notional_limits[(asset, leverage)] = notional_limit(
+                self.tables[asset], leverage
+            )
+        return limit is None or notional < limit
+
     def order_margin_error(
         self, account: Account, market: Market, is_buy: bool, px: int, sz: int
     ) -> str | None:
@@ -251,12 +261,7 @@ class Clearinghouse:
             return None
         leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
         grown = szi + sz if is_buy else szi - sz
-        limit = self.notional_limits.get((asset, leverage), -1)
-        if limit == -1:
-            limit = self.notional_limits[(asset, leverage)] = notional_limit(
-                self.tables[asset], leverage
-            )
-        if limit is not None and abs(grown) * px >= limit:
+        if not self.within_tier(asset, leverage, abs(grown) * px):
             return ERR_PERP_MAX_POSITION
         sides = account.order_ntl.get(asset)
         buy, sell = (0, 0) if sides is None else sides
@@ -274,6 +279,9 @@ class Clearinghouse:
         grown position must fit in the free cross margin plus the reserve the fill releases."""
         asset = market.asset
         leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
+        szi = account.szi(asset)
+        if not self.within_tier(asset, leverage, abs(szi + sz if is_buy else szi - sz) * px):
+            return False  # leverage was raised while the order rested
         buy, sell = account.order_ntl.get(asset, (0, 0))
         before = -(-max(buy, sell) // leverage)
         left = max(buy - px * sz, sell) if is_buy else max(buy, sell - px * sz)
@@ -358,11 +366,14 @@ class Clearinghouse:
         if leverage.is_cross:
             account.usd += cash
         else:
-            position.isolated_raw += cash
-            if end == 0 or (start != 0 and (end > 0) != (start > 0)):
-                # Closed (or flipped through zero): the isolated cash returns to cross.
+            flipped = start != 0 and end != 0 and (end > 0) != (start > 0)
+            # The cash of the new side of a flip belongs to the new position's leg.
+            open_cash = (-px * opened if is_buy else px * opened) if flipped else 0
+            position.isolated_raw += cash - open_cash
+            if end == 0 or flipped:
+                # The old position closed: its isolated cash returns to cross.
                 account.usd += position.isolated_raw
-                position.isolated_raw = 0
+                position.isolated_raw = open_cash
             if opened:
                 margin = initial_margin(px * opened, leverage.value)
                 account.usd -= margin

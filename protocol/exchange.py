@@ -42,7 +42,7 @@ from protocol.actions import (
     ScheduleCancelAction,
 )
 from protocol.book import TIF_ALO, TIF_GTC, TIF_IOC, BookSide, OrderBook, RestingOrder
-from protocol.clearinghouse import Clearinghouse
+from protocol.clearinghouse import Account, Clearinghouse
 from protocol.fixed import format_fixed
 from protocol.markets import Market, Markets
 from protocol.orders import (
@@ -317,7 +317,9 @@ class Exchange:
         asset = market.asset
         book = self.books[asset]
         clearinghouse = self.clearinghouse
-        account = clearinghouse.account(user)
+        # A refused order must not create an account: a new one is kept only once it trades
+        # or rests.
+        account = clearinghouse.accounts.get(user) or Account()
         is_spot = market.is_spot
         time = order.timestamp
 
@@ -346,6 +348,7 @@ class Exchange:
             if error is not None:
                 return self._reject(order, error)
 
+        clearinghouse.accounts.setdefault(user, account)
         filled_sz = 0
         filled_ntl = 0
         if crosses:

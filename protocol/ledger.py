@@ -4,7 +4,8 @@ accounts, in the shapes `userNonFundingLedgerUpdates` serves.
 Invariants:
 - Every balance change that is not a trade or funding produces exactly one update, naming every
   account it touched in `users`.
-- USDC amounts are micro-USDC (perp precision); spot token amounts are in the token's wei.
+- `usdc` fields are micro-USDC (perp precision); token `amount` fields are in the token's wei
+  (for USDC, spot wei: 8 decimals), whichever side of the account they moved on.
 """
 
 from __future__ import annotations

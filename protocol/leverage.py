@@ -22,7 +22,7 @@ from protocol.actions import (
     UpdateIsolatedMarginAction,
     UpdateLeverageAction,
 )
-from protocol.clearinghouse import Clearinghouse, Leverage
+from protocol.clearinghouse import Account, Clearinghouse, Leverage
 from protocol.margin import initial_margin, max_leverage_at, transfer_margin_required
 
 ERR_INVALID_LEVERAGE = "Invalid leverage value."
@@ -42,12 +42,13 @@ def update_leverage(
     if not 0 <= action.asset < len(markets.perps):
         return ErrorResponse(ERR_UNKNOWN_ASSET)
     perp = markets.perps[action.asset]
-    account = clearinghouse.account(user)
+    # Refusals must not create the account: work on a scratch one until the change sticks.
+    account = clearinghouse.accounts.get(user) or Account()
     position = account.positions.get(action.asset)
     szi = 0 if position is None else position.szi
     table = markets.margin_table(perp.margin_table_id)
     notional = abs(szi) * clearinghouse.mark(action.asset)
-    if not 1 <= action.leverage <= max_leverage_at(table, notional):
+    if not 1 <= action.leverage <= min(perp.max_leverage, max_leverage_at(table, notional)):
         return ErrorResponse(ERR_INVALID_LEVERAGE)
     if action.is_cross and perp.only_isolated:
         return ErrorResponse(ERR_ONLY_ISOLATED)
@@ -75,6 +76,7 @@ def update_leverage(
         else:
             account.leverage[action.asset] = stored
         return ErrorResponse(ERR_LEVERAGE_MARGIN)
+    clearinghouse.accounts.setdefault(user, account)
     return DefaultResponse()
 
 
@@ -84,7 +86,9 @@ def update_isolated_margin(
     markets = clearinghouse.markets
     if not 0 <= action.asset < len(markets.perps):
         return ErrorResponse(ERR_UNKNOWN_ASSET)
-    account = clearinghouse.account(user)
+    account = clearinghouse.accounts.get(user)
+    if account is None:
+        return ErrorResponse(ERR_NO_ISOLATED_POSITION)
     position = account.positions.get(action.asset)
     leverage = clearinghouse.leverage_of(account, action.asset)
     if position is None or position.szi == 0 or leverage.is_cross:

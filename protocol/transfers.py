@@ -117,6 +117,11 @@ def apply_transfer(
             return _sub_account_spot_transfer(clearinghouse, user, action, time)
 
 
+def _users(*users: str) -> tuple[str, ...]:
+    """The accounts an update names, each once, in order."""
+    return tuple(dict.fromkeys(users))
+
+
 def _refuse(error: str) -> Result:
     return ErrorResponse(error), ()
 
@@ -135,8 +140,8 @@ def _move_perp_usdc(
     clearinghouse: Clearinghouse, source: str, destination: str, amount: int
 ) -> str | None:
     """Move perp USDC within withdrawable; the error, or None when done."""
-    sender = clearinghouse.account(source)
-    if amount > clearinghouse.withdrawable(sender):
+    sender = clearinghouse.accounts.get(source)
+    if sender is None or amount > clearinghouse.withdrawable(sender):
         return ERR_WITHDRAWABLE
     sender.usd -= amount
     clearinghouse.account(destination).usd += amount
@@ -146,8 +151,8 @@ def _move_perp_usdc(
 def _move_spot(
     clearinghouse: Clearinghouse, source: str, destination: str, token: int, amount: int
 ) -> str | None:
-    sender = clearinghouse.account(source)
-    if amount > sender.spot_available(token):
+    sender = clearinghouse.accounts.get(source)
+    if sender is None or amount > sender.spot_available(token):
         return ERR_SPOT_BALANCE
     sender.spot_total[token] -= amount
     receiver = clearinghouse.account(destination)
@@ -158,7 +163,9 @@ def _move_spot(
 def _class_transfer(
     clearinghouse: Clearinghouse, user: str, micro: int, to_perp: bool
 ) -> str | None:
-    account = clearinghouse.account(user)
+    account = clearinghouse.accounts.get(user)
+    if account is None:
+        return ERR_SPOT_BALANCE if to_perp else ERR_WITHDRAWABLE
     usdc = _usdc_token(clearinghouse)
     wei = micro * SPOT_USDC_PER_MICRO
     if to_perp:
@@ -207,7 +214,7 @@ def _usd_send(clearinghouse: Clearinghouse, user: str, action: UsdSendAction, ti
     if error is not None:
         return _refuse(error)
     delta = InternalTransfer(micro, user, destination, 0)
-    return _ok(LedgerUpdate(time, (user, destination), delta))
+    return _ok(LedgerUpdate(time, _users(user, destination), delta))
 
 
 def _spot_send(
@@ -226,7 +233,7 @@ def _spot_send(
     if error is not None:
         return _refuse(error)
     delta = SpotTransfer(token.name, amount, user, destination, 0)
-    return _ok(LedgerUpdate(time, (user, destination), delta))
+    return _ok(LedgerUpdate(time, _users(user, destination), delta))
 
 
 def _withdraw(
@@ -239,8 +246,8 @@ def _withdraw(
         return _refuse(ERR_AMOUNT)
     if micro <= WITHDRAW_FEE:
         return _refuse(ERR_WITHDRAW_FEE)
-    account = clearinghouse.account(user)
-    if micro > clearinghouse.withdrawable(account):
+    account = clearinghouse.accounts.get(user)
+    if account is None or micro > clearinghouse.withdrawable(account):
         return _refuse(ERR_WITHDRAWABLE)
     account.usd -= micro
     clearinghouse.withdraw_fees += WITHDRAW_FEE
@@ -275,10 +282,9 @@ def _send_asset(
     error = _send_between(clearinghouse, source, destination, action, token, amount)
     if error is not None:
         return _refuse(error)
-    delta = Send(
-        source, destination, action.source_dex, action.destination_dex, token.name, amount, 0
-    )
-    return _ok(LedgerUpdate(time, tuple(dict.fromkeys((source, destination))), delta))
+    wei = amount * SPOT_USDC_PER_MICRO if touches_perp else amount
+    delta = Send(source, destination, action.source_dex, action.destination_dex, token.name, wei, 0)
+    return _ok(LedgerUpdate(time, _users(source, destination), delta))
 
 
 def _send_between(
