@@ -46,7 +46,7 @@ from protocol.funding import (
     impact_price,
     premium,
 )
-from protocol.ledger import FundingUpdate, LedgerUpdate
+from protocol.ledger import Deposit, FundingUpdate, LedgerUpdate
 from protocol.leverage import update_isolated_margin, update_leverage
 from protocol.liquidation import LIQUIDATOR, Liquidator
 from protocol.mark import MarkState
@@ -132,6 +132,12 @@ class Chain:
                 response, updates = apply_transfer(self.clearinghouse, user, action, time)
                 self.ledger.extend(updates)
                 return response
+
+    def deposit(self, user: str, micro_usdc: int, time: int) -> None:
+        """USDC arriving from outside (genesis funding, the devnet's faucet) into perp cash,
+        recorded as a `deposit` ledger update."""
+        self.clearinghouse.credit_usd(user, micro_usdc)
+        self.ledger.append(LedgerUpdate(time, (user,), Deposit(micro_usdc)))
 
     def apply_block(
         self, height: int, time: int, proposed: list[tuple[str, Action]]

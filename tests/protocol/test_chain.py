@@ -9,7 +9,7 @@ from __future__ import annotations
 from protocol.actions import OrderAction, OrderResponse
 from protocol.chain import Action, BlockOutput, Chain
 from protocol.fixed import RATE_SCALE
-from protocol.ledger import Liquidation
+from protocol.ledger import Deposit, Liquidation
 from protocol.liquidation import LIQUIDATOR
 from protocol.markets import Markets
 from protocol.oracle import ConstantSource, Source
@@ -136,3 +136,12 @@ def test_liquidation_runs_in_the_block(markets: Markets) -> None:
             break
     assert liquidated and liquidated[0].users == (poor,)
     assert run.chain.clearinghouse.accounts[poor].szi(BTC) == 0
+
+
+def test_deposits_are_recorded(markets: Markets) -> None:
+    """Money from outside lands in perp cash and in the next block's ledger."""
+    run = Runner(markets)
+    run.chain.deposit(U, 25 * USD, run.time)
+    output = run.block()
+    assert [(u.users, u.delta) for u in output.ledger] == [((U,), Deposit(25 * USD))]
+    assert run.chain.clearinghouse.accounts[U].usd == 1_000_025 * USD
