@@ -344,7 +344,9 @@ class Exchange:
             if account.spot_available(token) < cost:
                 return self._reject(order, ERR_SPOT_BALANCE)
         elif not order.reduce_only:
-            error = clearinghouse.order_margin_error(account, market, is_buy, px, sz)
+            # A sell can fill above its limit, up to the best bid: check at the worst price.
+            check_px = best.px if crosses and best is not None and best.px > px else px
+            error = clearinghouse.order_margin_error(account, market, is_buy, check_px, sz)
             if error is not None:
                 return self._reject(order, error)
 

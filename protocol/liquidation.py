@@ -16,7 +16,9 @@ The pass, for one account (cross) or one isolated position, with value V and mai
 2. V < 0: auto-deleveraging. Each position is closed at the mark against the users holding the
    opposite side, ranked by (mark / entry) x (notional / account value), highest first, ties by
    address; the negative cash left is charged to those users pro rata to the notional each took
-   (largest remainder for the last micro-USDC units). Fills carry method "adl".
+   (largest remainder for the last micro-USDC units), or to the liquidator when nobody took
+   anything. Fills carry method "adl". An account left with negative cash and no cross
+   position (it closed its own position underwater) hands the debt to the liquidator too.
 3. V < 2/3 MM: backstop. The liquidator takes every position at the mark (no fee, method
    "backstop") and then all the cash left, so the maintenance margin is not returned.
 4. Otherwise market liquidation: a reduce-only IOC per position at the mark moved 10% against
@@ -69,6 +71,13 @@ class Liquidator:
                 value, mm = self._value_and_mm(account, None)
                 if value < mm:
                     updates.append(self._liquidate(user, account, None, time))
+            elif account.usd < 0:
+                # Debt with no cross position left (an underwater account closed its own
+                # position, or a closed isolated leg came back negative): the liquidator
+                # takes it.
+                updates.append(LedgerUpdate(time, (user,), Liquidation(account.usd, "Cross", ())))
+                self._absorb(account.usd, {})
+                account.usd = 0
         return updates
 
     # One account (isolated is None) or one isolated position.
@@ -237,14 +246,14 @@ class Liquidator:
                 # The isolated (negative) cash went to cross when the position closed; the
                 # counterparties bear it instead, and the cross account stays as it was.
                 account.usd -= iso_value
-                self._spread_loss(iso_value, taken)
+                self._absorb(iso_value, taken)
                 return
         if isolated is None and not any(
             account.positions[a].szi for a in self._assets(account, None)
         ):
             loss = account.usd
             if loss < 0:
-                self._spread_loss(loss, taken)
+                self._absorb(loss, taken)
                 account.usd = 0
 
     def _adl_ranking(self, user: str, asset: int, position: Position) -> list[str]:
@@ -270,6 +279,16 @@ class Liquidator:
                 rank = mark * abs(held.szi) * notional * RANK_SCALE // (held.entry_ntl * value)
             ranked.append((-rank, other))
         return [other for _, other in sorted(ranked)]
+
+    def _absorb(self, loss: int, taken: dict[str, int]) -> None:
+        """A negative `loss` goes to the counterparties of the deleveraging, or to the
+        liquidator when there were none (the positions were already closed)."""
+        if loss >= 0:
+            return
+        if taken:
+            self._spread_loss(loss, taken)
+        else:
+            self.clearinghouse.account(self.address).usd += loss
 
     def _spread_loss(self, loss: int, taken: dict[str, int]) -> None:
         """Charge a negative `loss` to the counterparties pro rata to the notional each took,

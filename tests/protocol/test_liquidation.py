@@ -192,3 +192,21 @@ def test_isolated_position_is_liquidated_alone(markets: Markets) -> None:
     assert account.usd == 500 * USD
     assert total_usd(chain) == before
     chain._check()
+
+
+def test_debt_without_positions_goes_to_the_liquidator(markets: Markets) -> None:
+    """Negative cash with no position left (the account closed its own position underwater)
+    is taken over by the liquidator, so no debt is left unowned and nothing is created."""
+    chain, liquidator = setup(markets)
+    ch = chain.clearinghouse
+    place(chain, B, limit(BTC, True, "90000", "0.15"))
+    place(chain, U, limit(BTC, False, "90000", "0.15", "Ioc"))  # sells at a $1,500 loss
+    assert ch.accounts[U].usd < 0 and ch.accounts[U].szi(BTC) == 0
+    debt = ch.accounts[U].usd
+    before = total_usd(chain)
+    liq_before = ch.accounts[LIQUIDATOR].usd
+    updates = liquidator.run(T + 1)
+    assert [u.delta for u in updates] == [Liquidation(debt, "Cross", ())]
+    assert ch.accounts[U].usd == 0
+    assert ch.accounts[LIQUIDATOR].usd == liq_before + debt
+    assert total_usd(chain) == before
