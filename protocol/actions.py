@@ -155,6 +155,20 @@ class SubAccountSpotTransferAction(
     amount: str
 
 
+class UserSetAbstractionAction(_Action, frozen=True, tag="userSetAbstraction", rename="camel"):
+    user: str
+    abstraction: str
+    nonce: int = 0
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
+
+
+class AgentSetAbstractionAction(_Action, frozen=True, tag="agentSetAbstraction"):
+    abstraction: str  # "i" (disabled), "u" (unifiedAccount), "p" (portfolioMargin)
+
+
+AccountModeAction = UserSetAbstractionAction | AgentSetAbstractionAction
+
 TransferAction = (
     UsdClassTransferAction
     | UsdSendAction

@@ -15,7 +15,9 @@ from __future__ import annotations
 import msgspec
 
 from protocol.actions import (
+    AccountModeAction,
     ActionResponse,
+    AgentSetAbstractionAction,
     BatchModifyAction,
     CancelAction,
     CancelByCloidAction,
@@ -33,6 +35,7 @@ from protocol.actions import (
     UpdateLeverageAction,
     UsdClassTransferAction,
     UsdSendAction,
+    UserSetAbstractionAction,
     Withdraw3Action,
 )
 from protocol.block import order_block_actions
@@ -51,10 +54,11 @@ from protocol.leverage import update_isolated_margin, update_leverage
 from protocol.liquidation import LIQUIDATOR, Liquidator
 from protocol.mark import MarkState
 from protocol.markets import Markets
+from protocol.modes import set_abstraction
 from protocol.oracle import ConstantSource, OracleState, Source
 from protocol.transfers import apply_transfer
 
-Action = TradingAction | TransferAction
+Action = TradingAction | TransferAction | AccountModeAction
 
 
 class ExecutedAction(msgspec.Struct, frozen=True):
@@ -119,6 +123,8 @@ class Chain:
                 return update_leverage(self.clearinghouse, user, action)
             case UpdateIsolatedMarginAction():
                 return update_isolated_margin(self.clearinghouse, user, action)
+            case UserSetAbstractionAction() | AgentSetAbstractionAction():
+                return set_abstraction(self.exchange, user, action)
             case (
                 UsdClassTransferAction()
                 | UsdSendAction()

@@ -63,10 +63,24 @@ class Leverage:
         self.value = value
 
 
+DEFAULT_ABSTRACTION = "default"  # never set; behaves as "disabled"
+UNIFIED_MODES = frozenset({"unifiedAccount", "portfolioMargin"})
+SPOT_USDC_PER_MICRO = 100  # spot USDC wei (8 decimals) per perp micro-USDC (6 decimals)
+
+
 class Account:
-    __slots__ = ("leverage", "order_ntl", "positions", "spot_hold", "spot_total", "usd")
+    __slots__ = (
+        "abstraction",
+        "leverage",
+        "order_ntl",
+        "positions",
+        "spot_hold",
+        "spot_total",
+        "usd",
+    )
 
     def __init__(self) -> None:
+        self.abstraction = DEFAULT_ABSTRACTION
         self.usd = 0  # cross raw USD, micro-USDC
         self.positions: dict[int, Position] = {}
         self.leverage: dict[int, Leverage] = {}
@@ -100,6 +114,7 @@ class Clearinghouse:
         "spot_fees",
         "sub_accounts",
         "tables",
+        "usdc_token",
         "withdraw_fees",
         "withdrawn",
     )
@@ -114,6 +129,8 @@ class Clearinghouse:
         self.sub_accounts: dict[str, SubAccount] = {}  # by sub-account address
         self.withdrawn = 0  # micro-USDC that left the chain
         self.withdraw_fees = 0
+        usdc = markets.token_by_name("USDC")
+        self.usdc_token = -1 if usdc is None else usdc.index
         self.tables = {p.asset: markets.margin_table(p.margin_table_id) for p in markets.perps}
         # (asset, leverage) -> notional_limit(table, leverage): a cache of a pure function.
         self.notional_limits: dict[tuple[int, int], int | None] = {}
@@ -153,9 +170,19 @@ class Clearinghouse:
         setting = account.leverage.get(asset)
         return self.default_leverage[asset] if setting is None else setting
 
+    def unified_usdc(self, account: Account) -> int:
+        """In the unified modes, spot USDC backs perps too: its free part (total less holds) in
+        micro-USDC, rounded down. Zero for standard accounts."""
+        if account.abstraction not in UNIFIED_MODES:
+            return 0
+        token = self.usdc_token
+        free = account.spot_total.get(token, 0) - account.spot_hold.get(token, 0)
+        return free // SPOT_USDC_PER_MICRO
+
     def cross_value(self, account: Account) -> int:
-        """Cross account value: cross cash plus the marked value of cross positions."""
-        value = account.usd
+        """Cross account value: cross cash (with free spot USDC in the unified modes) plus the
+        marked value of cross positions."""
+        value = account.usd + self.unified_usdc(account)
         for asset, position in account.positions.items():
             if position.szi and self.leverage_of(account, asset).is_cross:
                 value += position.szi * self.mark(asset)
@@ -195,6 +222,8 @@ class Clearinghouse:
         """What new margin can draw on: cross value less cross margin and order reserves.
         (One pass with local lookups: the order path calls this for every order.)"""
         value = account.usd
+        if account.abstraction in UNIFIED_MODES:
+            value += self.unified_usdc(account)
         used = 0
         settings = account.leverage
         defaults = self.default_leverage
@@ -288,6 +317,28 @@ class Clearinghouse:
         released = before - -(-left // leverage)
         needed = -(-sz * self.mark(asset) // leverage)
         return needed - released <= self.cross_available(account)
+
+    def spot_available(self, account: Account, token: int) -> int:
+        """What a spot order may spend of `token`. In the unified modes USDC is one balance
+        for spot and perps: the free cross margin counts too (the perp cash is moved to spot
+        by `draw_spot_usdc` when the order needs it)."""
+        free = account.spot_available(token)
+        if token == self.usdc_token and account.abstraction in UNIFIED_MODES:
+            perp_free = self.cross_available(account) - self.unified_usdc(account)
+            free += max(perp_free, 0) * SPOT_USDC_PER_MICRO
+        return free
+
+    def draw_spot_usdc(self, account: Account, needed: int) -> None:
+        """Before a unified account spends `needed` wei of spot USDC, move any shortfall from
+        its perp cash (rounded up to whole micro-USDC); `spot_available` said it fits."""
+        short = needed - account.spot_available(self.usdc_token)
+        if short > 0 and account.abstraction in UNIFIED_MODES:
+            micro = -(-short // SPOT_USDC_PER_MICRO)
+            account.usd -= micro
+            token = self.usdc_token
+            account.spot_total[token] = (
+                account.spot_total.get(token, 0) + micro * SPOT_USDC_PER_MICRO
+            )
 
     def reserve_order(
         self, account: Account, market: Market, is_buy: bool, px: int, sz: int

@@ -341,8 +341,10 @@ class Exchange:
         if is_spot:
             token = market.quote_token if is_buy else market.base_token
             cost = px * sz if is_buy else sz * market.base_wei_per_lot
-            if account.spot_available(token) < cost:
+            if clearinghouse.spot_available(account, token) < cost:
                 return self._reject(order, ERR_SPOT_BALANCE)
+            if token == clearinghouse.usdc_token:
+                clearinghouse.draw_spot_usdc(account, cost)
         elif not order.reduce_only:
             # A sell can fill above its limit, up to the best bid: check at the worst price.
             check_px = best.px if crosses and best is not None and best.px > px else px
