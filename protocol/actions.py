@@ -169,6 +169,13 @@ class AgentSetAbstractionAction(_Action, frozen=True, tag="agentSetAbstraction")
 
 AccountModeAction = UserSetAbstractionAction | AgentSetAbstractionAction
 
+
+class BorrowLendAction(_Action, frozen=True, tag="borrowLend"):
+    operation: str  # "supply" | "withdraw" | "borrow" | "repay"
+    token: int
+    amount: str | None = None  # None: everything (withdraw the supply, repay the debt)
+
+
 TransferAction = (
     UsdClassTransferAction
     | UsdSendAction

@@ -19,6 +19,7 @@ from protocol.actions import (
     ActionResponse,
     AgentSetAbstractionAction,
     BatchModifyAction,
+    BorrowLendAction,
     CancelAction,
     CancelByCloidAction,
     CreateSubAccountAction,
@@ -39,6 +40,7 @@ from protocol.actions import (
     Withdraw3Action,
 )
 from protocol.block import order_block_actions
+from protocol.borrow_lend import borrow_lend
 from protocol.clearinghouse import Clearinghouse
 from protocol.exchange import Exchange, Fill, OrderUpdate
 from protocol.funding import (
@@ -50,6 +52,7 @@ from protocol.funding import (
     premium,
 )
 from protocol.ledger import Deposit, FundingUpdate, LedgerUpdate
+from protocol.lending import Lending, ReserveParams, load_lending
 from protocol.leverage import update_isolated_margin, update_leverage
 from protocol.liquidation import LIQUIDATOR, Liquidator
 from protocol.mark import MarkState
@@ -58,7 +61,7 @@ from protocol.modes import set_abstraction
 from protocol.oracle import ConstantSource, OracleState, Source
 from protocol.transfers import apply_transfer
 
-Action = TradingAction | TransferAction | AccountModeAction
+Action = TradingAction | TransferAction | AccountModeAction | BorrowLendAction
 
 
 class ExecutedAction(msgspec.Struct, frozen=True):
@@ -89,6 +92,7 @@ class Chain:
         oracle_sources: dict[int, Source] | None = None,
         start_time: int = 0,
         liquidator: str = LIQUIDATOR,
+        lending: dict[int, ReserveParams] | None = None,
     ) -> None:
         """`oracle_sources` default to a constant price of 1 unit for perps that have none:
         tests that drive marks by hand (`Clearinghouse.set_mark`) need no oracle."""
@@ -104,6 +108,9 @@ class Chain:
         self.marks = {perp.asset: MarkState() for perp in markets.perps}
         self.mark_time = start_time
         self.funding = FundingState(perp.asset for perp in markets.perps)
+        reserves = load_lending(None, markets) if lending is None else lending
+        self.lending = Lending(reserves, start_time)
+        self.clearinghouse.lending = self.lending
         self.ledger: list[LedgerUpdate] = []
         if self.prices_driven:
             self._update_marks(start_time)
@@ -125,6 +132,12 @@ class Chain:
                 return update_isolated_margin(self.clearinghouse, user, action)
             case UserSetAbstractionAction() | AgentSetAbstractionAction():
                 return set_abstraction(self.exchange, user, action)
+            case BorrowLendAction():
+                response, updates = borrow_lend(
+                    self.clearinghouse, self.lending, user, action, time
+                )
+                self.ledger.extend(updates)
+                return response
             case (
                 UsdClassTransferAction()
                 | UsdSendAction()
@@ -150,12 +163,14 @@ class Chain:
     ) -> BlockOutput:
         """Run one block. Phases, in this order:
         1. prices: the oracle publishes (every 3 s) and the marks follow;
-        2. the actions, sorted into the three classes (stable within a class);
-        3. TP/SL triggers on the marks (assets in order), scheduled cancels due, funding
+        2. interest: every lending reserve accrues to the block time;
+        3. the actions, sorted into the three classes (stable within a class);
+        4. TP/SL triggers on the marks (assets in order), scheduled cancels due, funding
            (a premium sample every 5 s, settlement at each UTC hour);
-        4. liquidation of accounts below maintenance."""
+        5. liquidation of accounts below maintenance."""
         if self.prices_driven and self.oracle.update(time):
             self._update_marks(time)
+        self.lending.accrue(time)
         ordered = order_block_actions(list(enumerate(proposed)), lambda entry: entry[1][1])
         executed = [
             ExecutedAction(index, user, action, self.execute(user, action, time))
@@ -252,3 +267,4 @@ class Chain:
         self.funding._check()
         for mark in self.marks.values():
             mark._check()
+        self.lending._check()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import msgspec
 
 from protocol.fixed import FEE_SCALE, ceil_div
+from protocol.lending import Lending
 from protocol.margin import (
     initial_margin,
     maintenance_margin,
@@ -73,13 +74,15 @@ class Account:
         "abstraction",
         "leverage",
         "order_ntl",
+        "owner",
         "positions",
         "spot_hold",
         "spot_total",
         "usd",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str) -> None:
+        self.owner = owner  # the address, so rules reading other books can find the account
         self.abstraction = DEFAULT_ABSTRACTION
         self.usd = 0  # cross raw USD, micro-USDC
         self.positions: dict[int, Position] = {}
@@ -107,6 +110,7 @@ class Clearinghouse:
         "accounts",
         "default_leverage",
         "last_trade",
+        "lending",
         "markets",
         "marks",
         "notional_limits",
@@ -127,6 +131,7 @@ class Clearinghouse:
         self.marks: dict[int, int] = {}
         self.last_trade: dict[int, int] = {}
         self.sub_accounts: dict[str, SubAccount] = {}  # by sub-account address
+        self.lending: Lending | None = None  # the reserves, when the chain has them
         self.withdrawn = 0  # micro-USDC that left the chain
         self.withdraw_fees = 0
         usdc = markets.token_by_name("USDC")
@@ -150,7 +155,7 @@ class Clearinghouse:
     def account(self, user: str) -> Account:
         account = self.accounts.get(user)
         if account is None:
-            account = self.accounts[user] = Account()
+            account = self.accounts[user] = Account(user)
         return account
 
     # Prices.
@@ -177,6 +182,10 @@ class Clearinghouse:
             return 0
         token = self.usdc_token
         free = account.spot_total.get(token, 0) - account.spot_hold.get(token, 0)
+        if self.lending is not None and account.abstraction == "portfolioMargin":
+            # Supplied USDC still backs the portfolio; borrowed USDC is owed back.
+            free += self.lending.user_supply(account.owner, token)
+            free -= self.lending.user_borrow(account.owner, token)
         return free // SPOT_USDC_PER_MICRO
 
     def cross_value(self, account: Account) -> int:
@@ -326,6 +335,14 @@ class Clearinghouse:
         if token == self.usdc_token and account.abstraction in UNIFIED_MODES:
             perp_free = self.cross_available(account) - self.unified_usdc(account)
             free += max(perp_free, 0) * SPOT_USDC_PER_MICRO
+        return free
+
+    def transferable_spot(self, account: Account, token: int) -> int:
+        """What may leave the account's spot balance of `token` by a transfer: the free part
+        less what it has borrowed of that token (borrowed funds stay in the portfolio)."""
+        free = account.spot_available(token)
+        if self.lending is not None:
+            free -= self.lending.user_borrow(account.owner, token)
         return free
 
     def draw_spot_usdc(self, account: Account, needed: int) -> None:

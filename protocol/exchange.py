@@ -319,7 +319,7 @@ class Exchange:
         clearinghouse = self.clearinghouse
         # A refused order must not create an account: a new one is kept only once it trades
         # or rests.
-        account = clearinghouse.accounts.get(user) or Account()
+        account = clearinghouse.accounts.get(user) or Account(user)
         is_spot = market.is_spot
         time = order.timestamp
 

@@ -74,6 +74,13 @@ class Liquidation(_Delta, frozen=True, tag="liquidation"):
     liquidated_positions: tuple[LiquidatedPosition, ...]
 
 
+class BorrowLend(_Delta, frozen=True, tag="borrowLend"):
+    token: str
+    operation: str
+    amount: int  # the token's wei
+    interest_amount: int
+
+
 LedgerDelta = (
     Deposit
     | Withdraw
@@ -83,6 +90,7 @@ LedgerDelta = (
     | SubAccountTransfer
     | Send
     | Liquidation
+    | BorrowLend
 )
 
 

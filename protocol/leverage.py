@@ -43,7 +43,7 @@ def update_leverage(
         return ErrorResponse(ERR_UNKNOWN_ASSET)
     perp = markets.perps[action.asset]
     # Refusals must not create the account: work on a scratch one until the change sticks.
-    account = clearinghouse.accounts.get(user) or Account()
+    account = clearinghouse.accounts.get(user) or Account(user)
     position = account.positions.get(action.asset)
     szi = 0 if position is None else position.szi
     table = markets.margin_table(perp.margin_table_id)

@@ -152,7 +152,7 @@ def _move_spot(
     clearinghouse: Clearinghouse, source: str, destination: str, token: int, amount: int
 ) -> str | None:
     sender = clearinghouse.accounts.get(source)
-    if sender is None or amount > sender.spot_available(token):
+    if sender is None or amount > clearinghouse.transferable_spot(sender, token):
         return ERR_SPOT_BALANCE
     sender.spot_total[token] -= amount
     receiver = clearinghouse.account(destination)
@@ -169,7 +169,7 @@ def _class_transfer(
     usdc = _usdc_token(clearinghouse)
     wei = micro * SPOT_USDC_PER_MICRO
     if to_perp:
-        if wei > account.spot_available(usdc):
+        if wei > clearinghouse.transferable_spot(account, usdc):
             return ERR_SPOT_BALANCE
         account.spot_total[usdc] -= wei
         account.usd += micro

@@ -91,7 +91,7 @@ def test_default_leverage_is_20x_cross_or_the_asset_max() -> None:
     """BTC, ETH and SOL default to 20x cross; HYPE and OP (max 10x) to 10x cross."""
     chain = Chain(default_markets())
     for asset, value in ((BTC, 20), (ETH, 20), (SOL, 20), (HYPE_PERP, 10), (OP, 10)):
-        setting = chain.clearinghouse.leverage_of(Account(), asset)
+        setting = chain.clearinghouse.leverage_of(Account("0x" + "0" * 40), asset)
         assert (setting.is_cross, setting.value) == (True, value)
 
 

@@ -1,0 +1,141 @@
+"""The `borrowLend` action: supply to and withdraw from a reserve, borrow and repay.
+
+Invariants:
+- Tokens move between the account's spot balance and the reserve by exactly the wei the
+  reserve reports; nothing is created.
+- Only portfolio-margin accounts borrow, and only up to the value of their collateral times its
+  LTV: sum over collateral tokens of (spot balance + supplied) x price x LTV, rounded down,
+  against the USDC value of all their debts, rounded up.
+- Supplying and repaying spend only the free part of a spot balance; borrowed funds count for
+  trading but cannot be transferred out (`Clearinghouse.transferable_spot`).
+- A refused operation changes nothing.
+
+Choices (Hyperliquid leaves them open): collateral is priced at the mark of the perp of the same
+name, or of the name without a leading "U" (UBTC -> BTC); a token with no such perp has no
+collateral value. Error strings not from Hyperliquid are the devnet's own.
+"""
+
+from __future__ import annotations
+
+from protocol.actions import ActionResponse, BorrowLendAction, DefaultResponse, ErrorResponse
+from protocol.clearinghouse import Account, Clearinghouse
+from protocol.fixed import USD_SCALE, parse_fixed
+from protocol.ledger import BorrowLend, LedgerUpdate
+from protocol.lending import ERR_BALANCE, LTV_SCALE, Lending
+from protocol.markets import SpotToken
+
+OPERATIONS = ("supply", "withdraw", "borrow", "repay")
+ERR_OPERATION = "Invalid borrow lend operation"
+ERR_NOT_PM = "Borrowing requires portfolio margin"
+ERR_COLLATERAL = "Insufficient collateral for operation"
+ERR_AMOUNT = "Invalid amount"
+
+Result = tuple[ActionResponse, tuple[LedgerUpdate, ...]]
+
+
+def token_price(clearinghouse: Clearinghouse, token: SpotToken) -> int:
+    """Micro-USDC per whole token: 1 for USDC, else the mark of the matching perp (0 if none)."""
+    if token.index == clearinghouse.usdc_token:
+        return USD_SCALE
+    markets = clearinghouse.markets
+    for name in (token.name, token.name[1:] if token.name.startswith("U") else ""):
+        market = markets.by_coin.get(name)
+        if name and market is not None and not market.is_spot:
+            # Perp price scale -> micro-USDC per whole token, rounded down.
+            scale: int = 10**market.px_decimals
+            return clearinghouse.mark(market.asset) * USD_SCALE // scale
+    return 0
+
+
+def value_of(clearinghouse: Clearinghouse, token: SpotToken, wei: int, up: bool) -> int:
+    """Micro-USDC value of `wei` of `token`, rounded up (debts) or down (collateral)."""
+    numerator = wei * token_price(clearinghouse, token)
+    denominator: int = 10**token.wei_decimals
+    return -(-numerator // denominator) if up else numerator // denominator
+
+
+def borrow_capacity(clearinghouse: Clearinghouse, lending: Lending, user: str) -> int:
+    """Collateral x price x LTV over the account's tokens, less the value of its debts."""
+    account = clearinghouse.accounts.get(user)
+    capacity = 0
+    for token in clearinghouse.markets.tokens:
+        reserve = lending.reserves.get(token.index)
+        if reserve is None:
+            continue
+        params = reserve.params
+        debt = lending.user_borrow(user, token.index)
+        if debt:
+            capacity -= value_of(clearinghouse, token, debt, up=True)
+        if params.ltv and account is not None:
+            held = account.spot_total.get(token.index, 0) + lending.user_supply(user, token.index)
+            capacity += value_of(clearinghouse, token, held, up=False) * params.ltv // LTV_SCALE
+    return capacity
+
+
+def borrow_lend(
+    clearinghouse: Clearinghouse, lending: Lending, user: str, action: BorrowLendAction, time: int
+) -> Result:
+    if action.operation not in OPERATIONS:
+        return ErrorResponse(ERR_OPERATION), ()
+    if not 0 <= action.token < len(clearinghouse.markets.tokens):
+        return ErrorResponse("Token is not supported for borrow lend"), ()
+    token = clearinghouse.markets.tokens[action.token]
+    amount: int | None = None
+    if action.amount is not None:
+        amount = parse_fixed(action.amount, token.wei_decimals)
+        if amount is None or amount <= 0:
+            return ErrorResponse(ERR_AMOUNT), ()
+    account = clearinghouse.accounts.get(user) or Account(user)
+    moved = _operate(clearinghouse, lending, account, token, action.operation, amount)
+    if isinstance(moved, str):
+        return ErrorResponse(moved), ()
+    clearinghouse.accounts.setdefault(user, account)
+    delta = BorrowLend(token.name, action.operation, moved, 0)
+    return DefaultResponse(), (LedgerUpdate(time, (user,), delta),)
+
+
+def _operate(
+    clearinghouse: Clearinghouse,
+    lending: Lending,
+    account: Account,
+    token: SpotToken,
+    operation: str,
+    amount: int | None,
+) -> int | str:
+    """Run one operation and move the spot balance by what the reserve reports."""
+    user, index = account.owner, token.index
+    totals = account.spot_total
+    if operation in ("supply", "borrow") and amount is None:
+        return ERR_AMOUNT
+    if operation == "supply":
+        assert amount is not None
+        if amount > clearinghouse.transferable_spot(account, index):
+            return ERR_BALANCE
+        taken = lending.supply(user, index, amount)
+        if isinstance(taken, int):
+            totals[index] -= taken
+        return taken
+    if operation == "withdraw":
+        given = lending.withdraw_supply(user, index, amount)
+        if isinstance(given, int):
+            totals[index] = totals.get(index, 0) + given
+        return given
+    if operation == "borrow":
+        assert amount is not None
+        if account.abstraction != "portfolioMargin":
+            return ERR_NOT_PM
+        cost = value_of(clearinghouse, token, amount, up=True)
+        if cost > borrow_capacity(clearinghouse, lending, user):
+            return ERR_COLLATERAL
+        given = lending.borrow(user, index, amount)
+        if isinstance(given, int):
+            totals[index] = totals.get(index, 0) + given
+        return given
+    debt = lending.user_borrow(user, index)
+    wanted = debt if amount is None else min(amount, debt)
+    if wanted > account.spot_available(index):
+        return ERR_BALANCE
+    taken = lending.repay(user, index, amount)
+    if isinstance(taken, int):
+        totals[index] -= taken
+    return taken
