@@ -59,6 +59,7 @@ from protocol.mark import MarkState
 from protocol.markets import Markets
 from protocol.modes import set_abstraction
 from protocol.oracle import ConstantSource, OracleState, Source
+from protocol.portfolio_margin import PortfolioMargin
 from protocol.transfers import apply_transfer
 
 Action = TradingAction | TransferAction | AccountModeAction | BorrowLendAction
@@ -111,6 +112,8 @@ class Chain:
         reserves = load_lending(None, markets) if lending is None else lending
         self.lending = Lending(reserves, start_time)
         self.clearinghouse.lending = self.lending
+        self.portfolio = PortfolioMargin(self.exchange, self.lending)
+        self.clearinghouse.portfolio = self.portfolio
         self.ledger: list[LedgerUpdate] = []
         if self.prices_driven:
             self._update_marks(start_time)
@@ -167,7 +170,9 @@ class Chain:
         3. the actions, sorted into the three classes (stable within a class);
         4. TP/SL triggers on the marks (assets in order), scheduled cancels due, funding
            (a premium sample every 5 s, settlement at each UTC hour);
-        5. liquidation of accounts below maintenance."""
+        5. portfolio margin settles: shortfalls borrowed, surpluses repaid, idle USDC supplied;
+        6. liquidation: standard accounts below maintenance, then portfolio-margin accounts
+           whose ratio is above 0.95."""
         if self.prices_driven and self.oracle.update(time):
             self._update_marks(time)
         self.lending.accrue(time)
@@ -185,7 +190,9 @@ class Chain:
             settlement = self.funding.on_block(time, self._premiums())
             if settlement is not None:
                 funding = self._pay_funding(settlement)
+        self.portfolio.settle()
         self.ledger.extend(self.liquidator.run(time))
+        self.ledger.extend(self.portfolio.liquidate(time))
         fills, updates = self.exchange.take_events()
         ledger, self.ledger = self.ledger, []
         return BlockOutput(

@@ -19,6 +19,8 @@ Invariants:
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
 from protocol.fixed import FEE_SCALE, ceil_div
@@ -99,6 +101,18 @@ class Account:
         return 0 if position is None else position.szi
 
 
+class PortfolioHooks(Protocol):
+    """What the margin rules ask of portfolio margin (protocol/portfolio_margin.py)."""
+
+    def headroom(self, account: Account) -> int:
+        """Micro-USDC the account could still borrow against its collateral."""
+        ...
+
+    def draw_usdc(self, account: Account, needed: int) -> None:
+        """Make `needed` wei of spot USDC spendable: from supply, perp cash, then a borrow."""
+        ...
+
+
 class SubAccount(msgspec.Struct, frozen=True):
     address: str
     master: str
@@ -115,6 +129,7 @@ class Clearinghouse:
         "marks",
         "notional_limits",
         "perp_fees",
+        "portfolio",
         "spot_fees",
         "sub_accounts",
         "tables",
@@ -132,6 +147,7 @@ class Clearinghouse:
         self.last_trade: dict[int, int] = {}
         self.sub_accounts: dict[str, SubAccount] = {}  # by sub-account address
         self.lending: Lending | None = None  # the reserves, when the chain has them
+        self.portfolio: PortfolioHooks | None = None  # portfolio margin, when the chain has it
         self.withdrawn = 0  # micro-USDC that left the chain
         self.withdraw_fees = 0
         usdc = markets.token_by_name("USDC")
@@ -183,9 +199,10 @@ class Clearinghouse:
         token = self.usdc_token
         free = account.spot_total.get(token, 0) - account.spot_hold.get(token, 0)
         if self.lending is not None and account.abstraction == "portfolioMargin":
-            # Supplied USDC still backs the portfolio; borrowed USDC is owed back.
+            # Supplied USDC still backs the portfolio. Borrowed USDC counts as held: the debt
+            # is netted in the borrow headroom (capacity - debt), so a borrow moves margin from
+            # headroom to cash without changing the total.
             free += self.lending.user_supply(account.owner, token)
-            free -= self.lending.user_borrow(account.owner, token)
         return free // SPOT_USDC_PER_MICRO
 
     def cross_value(self, account: Account) -> int:
@@ -233,6 +250,9 @@ class Clearinghouse:
         value = account.usd
         if account.abstraction in UNIFIED_MODES:
             value += self.unified_usdc(account)
+            if account.abstraction == "portfolioMargin" and self.portfolio is not None:
+                # A shortfall is borrowed automatically against collateral.
+                value += self.portfolio.headroom(account)
         used = 0
         settings = account.leverage
         defaults = self.default_leverage
@@ -335,6 +355,8 @@ class Clearinghouse:
         if token == self.usdc_token and account.abstraction in UNIFIED_MODES:
             perp_free = self.cross_available(account) - self.unified_usdc(account)
             free += max(perp_free, 0) * SPOT_USDC_PER_MICRO
+            if account.abstraction == "portfolioMargin" and self.lending is not None:
+                free += self.lending.user_supply(account.owner, token)
         return free
 
     def transferable_spot(self, account: Account, token: int) -> int:
@@ -348,6 +370,9 @@ class Clearinghouse:
     def draw_spot_usdc(self, account: Account, needed: int) -> None:
         """Before a unified account spends `needed` wei of spot USDC, move any shortfall from
         its perp cash (rounded up to whole micro-USDC); `spot_available` said it fits."""
+        if account.abstraction == "portfolioMargin" and self.portfolio is not None:
+            self.portfolio.draw_usdc(account, needed)
+            return
         short = needed - account.spot_available(self.usdc_token)
         if short > 0 and account.abstraction in UNIFIED_MODES:
             micro = -(-short // SPOT_USDC_PER_MICRO)

@@ -55,9 +55,9 @@ class Liquidator:
         clearinghouse = self.clearinghouse
         updates: list[LedgerUpdate] = []
         for user in sorted(clearinghouse.accounts):
-            if user == self.address:
-                continue
             account = clearinghouse.accounts[user]
+            if user == self.address or account.abstraction == "portfolioMargin":
+                continue  # portfolio-margin accounts: protocol/portfolio_margin.py
             for asset in sorted(account.positions):
                 position = account.positions[asset]
                 if position.szi and not clearinghouse.leverage_of(account, asset).is_cross:
