@@ -8,6 +8,8 @@ Invariants:
   against the USDC value of all their debts, rounded up.
 - Supplying and repaying spend only the free part of a spot balance; borrowed funds count for
   trading but cannot be transferred out (`Clearinghouse.transferable_spot`).
+- Only borrowable tokens are supplied and withdrawn (Earn); collateral counts from the spot
+  balance where it is.
 - A refused operation changes nothing.
 
 Choices (Hyperliquid leaves them open): collateral is priced at the mark of the perp of the same
@@ -21,7 +23,13 @@ from protocol.actions import ActionResponse, BorrowLendAction, DefaultResponse, 
 from protocol.clearinghouse import Account, Clearinghouse
 from protocol.fixed import USD_SCALE, parse_fixed
 from protocol.ledger import BorrowLend, LedgerUpdate
-from protocol.lending import ERR_BALANCE, LTV_SCALE, Lending
+from protocol.lending import (
+    ERR_BALANCE,
+    ERR_NO_RESERVE,
+    ERR_NOT_BORROWABLE,
+    LTV_SCALE,
+    Lending,
+)
 from protocol.markets import SpotToken
 
 OPERATIONS = ("supply", "withdraw", "borrow", "repay")
@@ -77,8 +85,8 @@ def borrow_lend(
 ) -> Result:
     if action.operation not in OPERATIONS:
         return ErrorResponse(ERR_OPERATION), ()
-    if not 0 <= action.token < len(clearinghouse.markets.tokens):
-        return ErrorResponse("Token is not supported for borrow lend"), ()
+    if action.token not in lending.reserves:
+        return ErrorResponse(ERR_NO_RESERVE), ()
     token = clearinghouse.markets.tokens[action.token]
     amount: int | None = None
     if action.amount is not None:
@@ -107,6 +115,9 @@ def _operate(
     totals = account.spot_total
     if operation in ("supply", "borrow") and amount is None:
         return ERR_AMOUNT
+    if operation in ("supply", "withdraw") and not lending.reserves[index].params.borrowable:
+        # Earn is for borrowable tokens; collateral counts from the spot balance as it is.
+        return ERR_NOT_BORROWABLE
     if operation == "supply":
         assert amount is not None
         if amount > clearinghouse.transferable_spot(account, index):

@@ -4,9 +4,10 @@ Invariants:
 - An account is in exactly one mode: "default" (never set, behaves as standard), "disabled"
   (standard: separate spot and perp balances), "unifiedAccount" (one balance per asset, spot
   USDC backing perps too) or "portfolioMargin" (unified, with borrowing against collateral).
-- The mode changes only while the account has no open perp position and no open order, so no
-  margin is ever recomputed under a live position. (Hyperliquid does not document what happens
-  to positions on a switch; this is the devnet's written rule.)
+- The mode changes only while the account has no open perp position, no open order and no
+  borrow, so no margin is ever recomputed under a live position or debt. (Hyperliquid does not
+  document what happens to them on a switch; this is the devnet's written rule.) Leaving
+  portfolio margin withdraws its automatic USDC supply back to spot.
 - Entering a unified mode moves the perp cash into spot USDC, where the unified modes keep the
   balance; leaving one leaves it in spot (the user moves it back with `usdClassTransfer`).
 - Portfolio margin needs an account value of at least 10,000 USDC (Hyperliquid's other route,
@@ -40,7 +41,7 @@ PORTFOLIO_MARGIN_MIN_VALUE = 10_000 * USD_SCALE
 
 ERR_MODE = "Invalid abstraction."
 ERR_USER = "User is neither the signer nor one of its sub-accounts."
-ERR_OPEN = "Cannot change account mode with open positions or orders."
+ERR_OPEN = "Cannot change account mode with open positions, orders or borrows."
 ERR_PM_VALUE = "Portfolio margin requires account value of $10000 or total volume of $5000000."
 ERR_AGENT_FROM_DEFAULT = "An agent can only set the account mode from default."
 
@@ -66,8 +67,11 @@ def set_abstraction(
         return ErrorResponse(ERR_AGENT_FROM_DEFAULT)
     if mode == current:
         return DefaultResponse()
+    lending = clearinghouse.lending
     if account is not None and (
-        any(p.szi for p in account.positions.values()) or exchange.user_orders.get(user)
+        any(p.szi for p in account.positions.values())
+        or exchange.user_orders.get(user)
+        or (lending is not None and any(lending.user_borrow(user, t) for t in lending.reserves))
     ):
         return ErrorResponse(ERR_OPEN)
     if mode == "portfolioMargin" and (
@@ -75,6 +79,13 @@ def set_abstraction(
     ):
         return ErrorResponse(ERR_PM_VALUE)
     account = clearinghouse.account(user)
+    if current == "portfolioMargin" and lending is not None:
+        # Leaving portfolio margin ends the automatic supply: the USDC comes back to spot.
+        token = clearinghouse.usdc_token
+        if lending.user_supply(user, token):
+            given = lending.withdraw_supply(user, token, None)
+            if isinstance(given, int):
+                account.spot_total[token] = account.spot_total.get(token, 0) + given
     account.abstraction = mode
     if mode in UNIFIED_MODES and account.usd > 0:
         token = clearinghouse.usdc_token

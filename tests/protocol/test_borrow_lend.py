@@ -107,3 +107,42 @@ def test_interest_is_repaid_from_the_balance(markets: Markets) -> None:
     assert op(chain, A, "repay", USDC_TOKEN, None) == DefaultResponse()
     assert chain.clearinghouse.accounts[A].spot_total[USDC_TOKEN] == before - debt
     chain._check()
+
+
+def test_bad_borrow_lend_inputs_change_nothing(markets: Markets) -> None:
+    """Supplying a non-borrowable token, an unknown token or operation, a bad amount, and
+    leaving portfolio margin with a borrow are refused."""
+    chain = new_chain(markets)
+    op(chain, B, "supply", USDC_TOKEN, "50000")
+    op(chain, A, "borrow", USDC_TOKEN, "100")
+    before = (
+        dict(chain.clearinghouse.accounts[A].spot_total),
+        chain.lending.user_borrow(A, USDC_TOKEN),
+        len(chain.ledger),
+    )
+    assert op(chain, A, "supply", HYPE_TOKEN, "10") == ErrorResponse("Token is not borrowable")
+    assert op(chain, A, "supply", 1, "10") == ErrorResponse(
+        "Token is not supported for borrow lend"
+    )
+    assert op(chain, A, "lend", USDC_TOKEN, "10") == ErrorResponse("Invalid borrow lend operation")
+    assert op(chain, A, "supply", USDC_TOKEN, "-1") == ErrorResponse("Invalid amount")
+    assert op(chain, A, "borrow", USDC_TOKEN, None) == ErrorResponse("Invalid amount")
+    leave = UserSetAbstractionAction(A, "disabled")
+    assert chain.execute(A, leave, T) == ErrorResponse(
+        "Cannot change account mode with open positions, orders or borrows."
+    )
+    after = (
+        dict(chain.clearinghouse.accounts[A].spot_total),
+        chain.lending.user_borrow(A, USDC_TOKEN),
+        len(chain.ledger),
+    )
+    assert after == before
+
+
+def test_leaving_portfolio_margin_returns_the_supply(markets: Markets) -> None:
+    """The automatic supply of a PM account comes back to spot when it leaves PM."""
+    chain = new_chain(markets)
+    op(chain, A, "supply", USDC_TOKEN, "4000")
+    assert chain.execute(A, UserSetAbstractionAction(A, "disabled"), T) == DefaultResponse()
+    assert chain.lending.user_supply(A, USDC_TOKEN) == 0
+    assert chain.clearinghouse.accounts[A].spot_total[USDC_TOKEN] == 10_000 * WEI
