@@ -12,9 +12,11 @@ Invariants:
   balance where it is.
 - A refused operation changes nothing.
 
-Choices (Hyperliquid leaves them open): collateral is priced at the mark of the perp of the same
-name, or of the name without a leading "U" (UBTC -> BTC); a token with no such perp has no
-collateral value. Error strings not from Hyperliquid are the devnet's own.
+Choices (Hyperliquid leaves them open): collateral is priced at the borrow oracle price, the
+median of its USDC spot pair's last trade, the mark and the oracle price of the perp of the same
+name or of the name without a leading "U" (UBTC -> BTC), taking the USDT/USDC rate as 1; a token
+with none of these has no collateral value. Error strings not from Hyperliquid are the devnet's
+own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from protocol.lending import (
     Lending,
 )
 from protocol.markets import SpotToken
+from protocol.portfolio import borrow_oracle_price
 
 OPERATIONS = ("supply", "withdraw", "borrow", "repay")
 ERR_OPERATION = "Invalid borrow lend operation"
@@ -42,17 +45,38 @@ Result = tuple[ActionResponse, tuple[LedgerUpdate, ...]]
 
 
 def token_price(clearinghouse: Clearinghouse, token: SpotToken) -> int:
-    """Micro-USDC per whole token: 1 for USDC, else the mark of the matching perp (0 if none)."""
+    """Micro-USDC per whole token: 1 for USDC; otherwise the borrow oracle price, the median of
+    what exists of the token's USDC spot pair (last trade), the matching perp's mark and its
+    oracle price (the perp of the same name, or without a leading "U": UBTC -> BTC); 0 when
+    none exists. Each is converted from its market's price scale, rounded down."""
     if token.index == clearinghouse.usdc_token:
         return USD_SCALE
     markets = clearinghouse.markets
+    spot_px: int | None = None
+    mark_px: int | None = None
+    oracle_px: int | None = None
+    for pair in markets.pairs:
+        if pair.base == token.index and pair.quote == clearinghouse.usdc_token:
+            spot = markets.by_coin[pair.name]
+            traded = clearinghouse.last_trade.get(spot.asset)
+            if traded:
+                spot_px = _micro(traded, spot.px_decimals)
     for name in (token.name, token.name[1:] if token.name.startswith("U") else ""):
-        market = markets.by_coin.get(name)
-        if name and market is not None and not market.is_spot:
-            # Perp price scale -> micro-USDC per whole token, rounded down.
-            scale: int = 10**market.px_decimals
-            return clearinghouse.mark(market.asset) * USD_SCALE // scale
-    return 0
+        market = markets.by_coin.get(name) if name else None
+        if market is not None and not market.is_spot:
+            mark = clearinghouse.mark(market.asset)
+            mark_px = _micro(mark, market.px_decimals) if mark else None
+            oracle = clearinghouse.oracle_px.get(market.asset)
+            oracle_px = _micro(oracle, market.px_decimals) if oracle else None
+            break
+    if spot_px is None and mark_px is None and oracle_px is None:
+        return 0
+    return borrow_oracle_price(spot_px, mark_px, oracle_px)
+
+
+def _micro(px: int, px_decimals: int) -> int:
+    scale: int = 10**px_decimals
+    return px * USD_SCALE // scale
 
 
 def value_of(clearinghouse: Clearinghouse, token: SpotToken, wei: int, up: bool) -> int:

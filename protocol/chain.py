@@ -218,6 +218,7 @@ class Chain:
                 elapsed,
             )
             self.clearinghouse.set_mark(perp.asset, mark)
+            self.clearinghouse.oracle_px[perp.asset] = self.oracle.price(perp.asset)
 
     def _premiums(self) -> dict[int, int]:
         premiums: dict[int, int] = {}

@@ -128,6 +128,7 @@ class Clearinghouse:
         "markets",
         "marks",
         "notional_limits",
+        "oracle_px",
         "perp_fees",
         "portfolio",
         "spot_fees",
@@ -144,7 +145,8 @@ class Clearinghouse:
         self.perp_fees = 0
         self.spot_fees: dict[int, int] = {}
         self.marks: dict[int, int] = {}
-        self.last_trade: dict[int, int] = {}
+        self.oracle_px: dict[int, int] = {}  # perp oracle prices, as the block driver sets them
+        self.last_trade: dict[int, int] = {}  # perp and spot assets
         self.sub_accounts: dict[str, SubAccount] = {}  # by sub-account address
         self.lending: Lending | None = None  # the reserves, when the chain has them
         self.portfolio: PortfolioHooks | None = None  # portfolio margin, when the chain has it
@@ -488,6 +490,7 @@ class Clearinghouse:
     ) -> tuple[int, int]:
         """Move base and quote for one side of a spot trade; `held` when the amount paid was on
         hold (a resting order). Returns (start base balance, fee)."""
+        self.last_trade[market.asset] = px
         base, quote = market.base_token, market.quote_token
         base_wei = sz * market.base_wei_per_lot
         quote_wei = px * sz

@@ -24,7 +24,7 @@ from protocol.portfolio_margin import PM_LIQUIDATOR
 from tests.protocol.conftest import BTC, HYPE_PERP, HYPE_TOKEN, HYPE_USDC, USD, USDC_TOKEN, limit
 
 T = 1_700_000_000_000
-A, B = "0x" + "a1" * 20, "0x" + "b2" * 20
+A, B, C = "0x" + "a1" * 20, "0x" + "b2" * 20, "0x" + "c3" * 20
 WEI = 10**8
 UBTC_TOKEN = 3
 
@@ -158,10 +158,15 @@ def test_collateral_drop_liquidates_by_takeover(markets: Markets) -> None:
     run.block()
     debt = run.debt()
     assert about(debt, 14_000)
-    ch.set_mark(HYPE_PERP, 130_000)  # 13: ratio (20 + 14,000) / (1,799.x x 13 x 0.75) < 0.95
+    ch.set_mark(HYPE_PERP, 130_000)
+    # Borrow price = mean of spot 30 and mark 13 = 21.5: ratio ~0.48, healthy.
     run.block()
     assert about(run.debt(), 14_000)
-    ch.set_mark(HYPE_PERP, 100_000)  # 10: ratio above 0.95
+    # HYPE falls to 10 on the perp and on spot (the borrow price is their median).
+    ch.set_mark(HYPE_PERP, 100_000)
+    ch.credit_spot(C, USDC_TOKEN, 100 * WEI)
+    run.order(B, limit(HYPE_USDC, False, "10", "1"))
+    run.order(C, limit(HYPE_USDC, True, "10", "1", "Ioc"))
     liquidator_usdc = ch.accounts[PM_LIQUIDATOR].spot_total[USDC_TOKEN]
     run.block()
     assert [u.users for u in run.output.ledger if isinstance(u.delta, Liquidation)] == [(A,)]
