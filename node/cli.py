@@ -156,7 +156,7 @@ async def run_node(
     """Run the node until SIGINT/SIGTERM or `max_blocks` blocks; returns the stopped producer.
     A stop signal cancels between blocks, never inside one."""
     producer = BlockProducer(
-        Chain(config.markets, config.oracle_sources, genesis_time_ms),
+        Chain(config.markets, config.oracle_sources, genesis_time_ms, lending=config.lending),
         genesis_time_ms=genesis_time_ms,
         block_time_ms=config.block_time_ms,
     )

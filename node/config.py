@@ -1,5 +1,6 @@
 """Node configuration: one TOML file with the `[genesis]` markets, the `[oracle]` price source of
-every perp, and optional `[node]` settings.
+every perp, the optional `[lending]` reserves (the pre-alpha defaults when absent), and optional
+`[node]` settings.
 
 Invariants:
 - A `NodeConfig` is valid once built: `load_config`, `parse_config` and `override` check every
@@ -18,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from protocol.lending import ReserveParams, load_lending
 from protocol.markets import ConfigError as MarketsConfigError
 from protocol.markets import Markets, load_markets
 from protocol.oracle import Source, load_oracle_sources
@@ -27,7 +29,7 @@ DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_DATA_DIR = "data"
 DEFAULT_PORT = 3001
 MAX_PORT = 65_535
-KNOWN_TABLES = frozenset({"genesis", "node", "oracle"})
+KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending"})
 
 
 class ConfigError(MarketsConfigError):
@@ -37,6 +39,7 @@ class ConfigError(MarketsConfigError):
 class NodeConfig(msgspec.Struct, frozen=True):
     markets: Markets
     oracle_sources: dict[int, Source]
+    lending: dict[int, ReserveParams]
     block_time_ms: int = DEFAULT_BLOCK_TIME_MS
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
@@ -65,7 +68,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     unknown = sorted(set(raw) - KNOWN_TABLES)
     if unknown:
         raise ConfigError(
-            f"unknown table(s) {', '.join(unknown)}; expected genesis, oracle and node"
+            f"unknown table(s) {', '.join(unknown)}; expected genesis, oracle, lending and node"
         )
     genesis = raw.get("genesis")
     if genesis is None:
@@ -77,12 +80,18 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     if not isinstance(oracle, dict):
         raise ConfigError("oracle must be a table")
     sources = load_oracle_sources(oracle, markets, {})
+    lending = raw.get("lending")
+    if lending is not None and not isinstance(lending, dict):
+        raise ConfigError("lending must be a table")
+    reserves = load_lending(lending, markets)
     try:
         spec = msgspec.convert(raw.get("node", {}), _NodeSpec)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"node: {exc}") from exc
     _check_settings(spec.block_time_ms, spec.data_dir, spec.port)
-    return NodeConfig(markets, sources, spec.block_time_ms, spec.data_dir, spec.port, source)
+    return NodeConfig(
+        markets, sources, reserves, spec.block_time_ms, spec.data_dir, spec.port, source
+    )
 
 
 def load_config(path: str | Path) -> NodeConfig:
