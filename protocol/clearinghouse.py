@@ -285,7 +285,12 @@ class Clearinghouse:
         required = transfer_margin_required(
             self.cross_margin_used(account) + self.orders_reserved(account), notional
         )
-        return max(0, self.cross_value(account) - required)
+        value = self.cross_value(account)
+        if account.abstraction == "portfolioMargin" and self.lending is not None:
+            # Borrowed USDC counts as held for trading, but may not leave.
+            debt = self.lending.user_borrow(account.owner, self.usdc_token)
+            value -= -(-debt // SPOT_USDC_PER_MICRO)
+        return max(0, value - required)
 
     def cross_maintenance(self, account: Account) -> int:
         mm = 0
@@ -351,15 +356,20 @@ class Clearinghouse:
 
     def spot_available(self, account: Account, token: int) -> int:
         """What a spot order may spend of `token`. In the unified modes USDC is one balance
-        for spot and perps: the free cross margin counts too (the perp cash is moved to spot
-        by `draw_spot_usdc` when the order needs it)."""
+        for spot and perps: besides free spot USDC, the order may draw on positive perp cash,
+        and in portfolio margin on the USDC supply and the borrow headroom; all of it within
+        the free cross margin, since what the order spends no longer backs the perps."""
         free = account.spot_available(token)
-        if token == self.usdc_token and account.abstraction in UNIFIED_MODES:
-            perp_free = self.cross_available(account) - self.unified_usdc(account)
-            free += max(perp_free, 0) * SPOT_USDC_PER_MICRO
-            if account.abstraction == "portfolioMargin" and self.lending is not None:
-                free += self.lending.user_supply(account.owner, token)
-        return free
+        if token != self.usdc_token or account.abstraction not in UNIFIED_MODES:
+            return free
+        sources = free + max(account.usd, 0) * SPOT_USDC_PER_MICRO
+        if account.abstraction == "portfolioMargin":
+            if self.lending is not None:
+                sources += self.lending.user_supply(account.owner, token)
+            if self.portfolio is not None:
+                sources += self.portfolio.headroom(account) * SPOT_USDC_PER_MICRO
+        margin = self.cross_available(account) * SPOT_USDC_PER_MICRO
+        return max(0, min(sources, margin))
 
     def transferable_spot(self, account: Account, token: int) -> int:
         """What may leave the account's spot balance of `token` by a transfer: the free part
@@ -367,7 +377,10 @@ class Clearinghouse:
         free = account.spot_available(token)
         if self.lending is not None:
             free -= self.lending.user_borrow(account.owner, token)
-        return free
+        if token == self.usdc_token and account.abstraction in UNIFIED_MODES:
+            # The same USDC backs the perps: what leaves must leave their margin intact.
+            free = min(free, self.withdrawable(account) * SPOT_USDC_PER_MICRO)
+        return max(free, 0)
 
     def draw_spot_usdc(self, account: Account, needed: int) -> None:
         """Before a unified account spends `needed` wei of spot USDC, move any shortfall from

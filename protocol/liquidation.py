@@ -30,7 +30,14 @@ Every liquidation records one ledger update with the value and positions before 
 
 from __future__ import annotations
 
-from protocol.clearinghouse import Account, Clearinghouse, Leverage, Position
+from protocol.clearinghouse import (
+    SPOT_USDC_PER_MICRO,
+    UNIFIED_MODES,
+    Account,
+    Clearinghouse,
+    Leverage,
+    Position,
+)
 from protocol.exchange import Exchange, Fill, LiquidationInfo, slippage_price
 from protocol.fixed import USD_SCALE
 from protocol.ledger import LedgerUpdate, LiquidatedPosition, Liquidation
@@ -56,14 +63,16 @@ class Liquidator:
         updates: list[LedgerUpdate] = []
         for user in sorted(clearinghouse.accounts):
             account = clearinghouse.accounts[user]
-            if user == self.address or account.abstraction == "portfolioMargin":
-                continue  # portfolio-margin accounts: protocol/portfolio_margin.py
+            if user == self.address:
+                continue
             for asset in sorted(account.positions):
                 position = account.positions[asset]
                 if position.szi and not clearinghouse.leverage_of(account, asset).is_cross:
                     value, mm = self._value_and_mm(account, asset)
                     if value < mm:
                         updates.append(self._liquidate(user, account, asset, time))
+            if account.abstraction == "portfolioMargin":
+                continue  # its cross account: protocol/portfolio_margin.py
             if any(
                 p.szi and clearinghouse.leverage_of(account, a).is_cross
                 for a, p in account.positions.items()
@@ -71,7 +80,7 @@ class Liquidator:
                 value, mm = self._value_and_mm(account, None)
                 if value < mm:
                     updates.append(self._liquidate(user, account, None, time))
-            elif account.usd < 0:
+            elif account.usd < 0 and self._cancel_and_fold(account, time) < 0:
                 # Debt with no cross position left (an underwater account closed its own
                 # position, or a closed isolated leg came back negative): the liquidator
                 # takes it.
@@ -112,6 +121,14 @@ class Liquidator:
             for asset in self._assets(account, isolated)
         )
         self.exchange.cancel_all(user, LIQUIDATED_CANCELED, time)
+        # Cancelling frees what the orders held (a unified account's spot USDC): decide on the
+        # value after it.
+        value_now, mm = self._value_and_mm(account, isolated)
+        kind = "Cross" if isolated is None else "Isolated"
+        if value_now >= mm:
+            # Cancelling was enough: nothing was liquidated.
+            return LedgerUpdate(time, (user,), Liquidation(value, kind, ()))
+        value = value_now
         if value < 0:
             self._deleverage(user, account, isolated, time)
         elif 3 * value < 2 * mm:
@@ -123,7 +140,6 @@ class Liquidator:
                 self._deleverage(user, account, isolated, time)
             elif 3 * value_after < 2 * mm_after:
                 self._backstop(user, account, isolated, time)
-        kind = "Cross" if isolated is None else "Isolated"
         return LedgerUpdate(time, (user,), Liquidation(value, kind, before))
 
     def _value_and_mm_if_open(self, account: Account, isolated: int | None) -> tuple[int, int]:
@@ -227,6 +243,12 @@ class Liquidator:
         if isolated is None:
             liquidator.usd += account.usd
             account.usd = 0
+            if account.abstraction in UNIFIED_MODES:
+                # A unified account's cross balance includes its spot USDC.
+                token = clearinghouse.usdc_token
+                usdc = account.spot_total.get(token, 0)
+                account.spot_total[token] = 0
+                liquidator.spot_total[token] = liquidator.spot_total.get(token, 0) + usdc
 
     def _deleverage(self, user: str, account: Account, isolated: int | None, time: int) -> None:
         clearinghouse = self.clearinghouse
@@ -251,7 +273,7 @@ class Liquidator:
         if isolated is None and not any(
             account.positions[a].szi for a in self._assets(account, None)
         ):
-            loss = account.usd
+            loss = self._fold_cash(account)
             if loss < 0:
                 self._absorb(loss, taken)
                 account.usd = 0
@@ -279,6 +301,23 @@ class Liquidator:
                 rank = mark * abs(held.szi) * notional * RANK_SCALE // (held.entry_ntl * value)
             ranked.append((-rank, other))
         return [other for _, other in sorted(ranked)]
+
+    def _cancel_and_fold(self, account: Account, time: int) -> int:
+        """An account in debt loses its orders first, so its spot holds come free to cover
+        the debt; returns the perp cash left after folding."""
+        self.exchange.cancel_all(account.owner, LIQUIDATED_CANCELED, time)
+        return self._fold_cash(account)
+
+    def _fold_cash(self, account: Account) -> int:
+        """A unified account's perp cash and spot USDC are one balance: cover negative perp
+        cash from spot USDC (whole micro-USDC). Returns the perp cash left."""
+        if account.usd < 0 and account.abstraction in UNIFIED_MODES:
+            token = self.clearinghouse.usdc_token
+            spot = account.spot_available(token)
+            micro = min(-account.usd, max(spot, 0) // SPOT_USDC_PER_MICRO)
+            account.spot_total[token] -= micro * SPOT_USDC_PER_MICRO
+            account.usd += micro
+        return account.usd
 
     def _absorb(self, loss: int, taken: dict[str, int]) -> None:
         """A negative `loss` goes to the counterparties of the deleveraging, or to the

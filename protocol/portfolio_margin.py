@@ -233,7 +233,31 @@ class PortfolioMargin:
                 break
             # Each step takes a fifth of what the account had: 1/5, 1/4, ..., 1/1 of what is left.
             self._take_over(account, 100 // (TAKEOVER_STEPS + 1 - step))
+        if self.own_funds(account) < 0 and not any(p.szi for p in account.positions.values()):
+            self._absorb(account)
         return LedgerUpdate(time, (account.owner,), Liquidation(value, "Cross", before))
+
+    def _absorb(self, account: Account) -> None:
+        """Nothing left to take and still short: the PM liquidator repays what is owed and
+        takes the account's USDC, perp cash included, so the account ends at zero."""
+        lending, usdc = self.lending, self.usdc
+        liquidator = self.clearinghouse.account(PM_LIQUIDATOR)
+        debt = lending.user_borrow(account.owner, usdc)
+        if debt:
+            taken = lending.repay(account.owner, usdc, None)
+            if isinstance(taken, int):
+                liquidator.spot_total[usdc] = liquidator.spot_total.get(usdc, 0) - taken
+        supplied = lending.user_supply(account.owner, usdc)
+        if supplied:
+            given = lending.withdraw_supply(account.owner, usdc, None)
+            if isinstance(given, int):
+                self._credit(account, given)
+        # All of it lands in the liquidator's spot USDC (perp cash converted exactly), so the
+        # liquidator itself never carries perp debt.
+        spot = account.spot_total.get(usdc, 0) + account.usd * SPOT_USDC_PER_MICRO
+        account.usd = 0
+        account.spot_total[usdc] = 0
+        liquidator.spot_total[usdc] = liquidator.spot_total.get(usdc, 0) + spot
 
     def _take_over(self, account: Account, percent: int) -> None:
         """The PM liquidator repays `percent` of the USDC debt and takes `percent` of every

@@ -36,7 +36,7 @@ from protocol.actions import (
     UsdSendAction,
     Withdraw3Action,
 )
-from protocol.clearinghouse import Clearinghouse, SubAccount
+from protocol.clearinghouse import SPOT_USDC_PER_MICRO, UNIFIED_MODES, Clearinghouse, SubAccount
 from protocol.fixed import USD_DECIMALS, parse_fixed
 from protocol.ledger import (
     AccountClassTransfer,
@@ -50,7 +50,6 @@ from protocol.ledger import (
 from protocol.markets import SpotToken
 
 WITHDRAW_FEE = 1 * 10**USD_DECIMALS
-SPOT_USDC_PER_MICRO = 100  # spot USDC wei (8 decimals) per perp micro-USDC (6 decimals)
 MAX_SUB_ACCOUNTS = 10
 MAX_SUB_ACCOUNT_NAME = 16
 USDC = "USDC"
@@ -67,6 +66,7 @@ ERR_NOT_SUB_ACCOUNT = "Not a sub-account of this user."
 ERR_SUB_ACCOUNT_NAME = "Sub-account name must be 1 to 16 characters and unused."
 ERR_TOO_MANY_SUB_ACCOUNTS = "Too many sub-accounts."
 ERR_SUB_ACCOUNT_MASTER = "Sub-accounts cannot create sub-accounts."
+ERR_UNIFIED = "Action disabled when unified account is active."
 
 _HEX = frozenset("0123456789abcdef")
 Result = tuple[ActionResponse, tuple[LedgerUpdate, ...]]
@@ -139,10 +139,20 @@ def _usdc_token(clearinghouse: Clearinghouse) -> int:
 def _move_perp_usdc(
     clearinghouse: Clearinghouse, source: str, destination: str, amount: int
 ) -> str | None:
-    """Move perp USDC within withdrawable; the error, or None when done."""
+    """Move perp USDC within withdrawable; the error, or None when done. A unified account's
+    USDC is one balance: what its perp cash lacks comes from its spot USDC."""
     sender = clearinghouse.accounts.get(source)
     if sender is None or amount > clearinghouse.withdrawable(sender):
         return ERR_WITHDRAWABLE
+    short = amount - max(sender.usd, 0)
+    if short > 0 and sender.abstraction in UNIFIED_MODES:
+        wei = min(
+            short * SPOT_USDC_PER_MICRO,
+            clearinghouse.transferable_spot(sender, clearinghouse.usdc_token),
+        )
+        micro = wei // SPOT_USDC_PER_MICRO
+        sender.spot_total[clearinghouse.usdc_token] -= micro * SPOT_USDC_PER_MICRO
+        sender.usd += micro
     sender.usd -= amount
     clearinghouse.account(destination).usd += amount
     return None
@@ -166,6 +176,8 @@ def _class_transfer(
     account = clearinghouse.accounts.get(user)
     if account is None:
         return ERR_SPOT_BALANCE if to_perp else ERR_WITHDRAWABLE
+    if account.abstraction in UNIFIED_MODES:
+        return ERR_UNIFIED
     usdc = _usdc_token(clearinghouse)
     wei = micro * SPOT_USDC_PER_MICRO
     if to_perp:
