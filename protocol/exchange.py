@@ -319,7 +319,8 @@ class Exchange:
         clearinghouse = self.clearinghouse
         # A refused order must not create an account: a new one is kept only once it trades
         # or rests.
-        account = clearinghouse.accounts.get(user) or Account(user)
+        known = clearinghouse.accounts.get(user)
+        account = known if known is not None else Account(user)
         is_spot = market.is_spot
         time = order.timestamp
 
@@ -352,7 +353,8 @@ class Exchange:
             if error is not None:
                 return self._reject(order, error)
 
-        clearinghouse.accounts.setdefault(user, account)
+        if known is None:
+            clearinghouse.accounts[user] = account
         filled_sz = 0
         filled_ntl = 0
         if crosses:
@@ -658,9 +660,15 @@ class Exchange:
     # Cancels and modifies.
 
     def cancel(self, user: str, asset: int, oid: int, time: int) -> str | OrderError:
-        if self.user_orders.get(user, {}).get(oid) != asset:
+        mine = self.user_orders.get(user)
+        if mine is None or mine.get(oid) != asset:
             return OrderError(f"{ERR_MISSING_ORDER} asset={asset}")
-        self.remove_live_order(user, oid, CANCELED, time)
+        book = self.books[asset]
+        resting = book.orders.get(oid)
+        if resting is not None:
+            self._remove_resting(book, resting, CANCELED, time)
+        else:
+            self._remove_trigger(self.triggers[oid], CANCELED, time)
         return "success"
 
     def cancel_by_cloid(self, user: str, asset: int, cloid: str, time: int) -> str | OrderError:
