@@ -95,8 +95,10 @@ class Chain:
         liquidator: str = LIQUIDATOR,
         lending: dict[int, ReserveParams] | None = None,
     ) -> None:
-        """`oracle_sources` default to a constant price of 1 unit for perps that have none:
-        tests that drive marks by hand (`Clearinghouse.set_mark`) need no oracle."""
+        """Without `oracle_sources` the chain's prices are set by hand
+        (`Clearinghouse.set_mark`): the oracle, marks, triggers and funding phases are off.
+        That is the mode of the protocol tests; the node always passes the config's sources.
+        `lending` defaults to the pre-alpha reserves."""
         self.markets = markets
         self.clearinghouse = Clearinghouse(markets)
         self.exchange = Exchange(markets, self.clearinghouse)
