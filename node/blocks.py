@@ -6,6 +6,8 @@ Invariants:
   messages on its inbox channel (or `submit`, which wraps one).
 - Block heights count from 1; block h has the virtual time genesis_time_ms + h * block_time_ms
   (ms). protocol/ only ever sees these block times, never a clock.
+- With a `ChainStore`, each block and its state hash are in the durable log before any of its
+  replies are sent.
 - A block takes the actions that arrived since the previous block, in arrival order, and hands
   them to `Chain.apply_block`, which owns the order of execution and the block's phases.
 - Producing a block is synchronous (no checkpoint): cancellation lands between blocks, never in
@@ -28,6 +30,7 @@ import msgspec
 import structlog
 import trio
 
+from node.chainstore import ChainStore
 from protocol.actions import ActionResponse
 from protocol.chain import Action, BlockOutput, Chain
 
@@ -66,6 +69,8 @@ class BlockProducer:
         block_time_ms: int,
         max_pending: int = DEFAULT_MAX_PENDING,
         on_block: Callable[[BlockOutput], None] | None = None,
+        store: ChainStore | None = None,
+        height: int = 0,
     ) -> None:
         """`max_pending` bounds the inbox (senders wait when it is full); `on_block` is called
         synchronously with every block once it is produced."""
@@ -75,8 +80,9 @@ class BlockProducer:
         self.genesis_time_ms = genesis_time_ms
         self.block_time_ms = block_time_ms
         self.on_block = on_block
-        self.height = 0
-        self.time = genesis_time_ms  # time of the latest block; genesis time before the first
+        self.store = store  # the durable log; None runs in memory only
+        self.height = height  # the latest block (resuming: the last one in the log)
+        self.time = genesis_time_ms + height * block_time_ms  # genesis time before the first
         self._inbox, self._receive = trio.open_memory_channel[SubmitAction](max_pending)
         self._pending: list[SubmitAction] = []
         self._started = False
@@ -128,7 +134,12 @@ class BlockProducer:
         height = self.height + 1
         time = self.genesis_time_ms + height * self.block_time_ms
         pending, self._pending = self._pending, []
-        block = self.chain.apply_block(height, time, [(p.user, p.action) for p in pending])
+        proposed = [(p.user, p.action) for p in pending]
+        block = self.chain.apply_block(height, time, proposed)
+        digest = b""
+        if self.store is not None:
+            # Durable before any result is reported.
+            digest = self.store.commit(self.chain, height, time, proposed)
         for executed in block.actions:
             reply = pending[executed.index].reply
             if reply is not None:
@@ -136,7 +147,12 @@ class BlockProducer:
         self.height = height
         self.time = time
         log.info(
-            "block", height=height, time=time, actions=len(block.actions), fills=len(block.fills)
+            "block",
+            height=height,
+            time=time,
+            actions=len(block.actions),
+            fills=len(block.fills),
+            hash=digest.hex()[:16],
         )
         if self.on_block is not None:
             self.on_block(block)

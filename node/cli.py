@@ -16,18 +16,21 @@ import signal
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import TextIO
 
 import structlog
 import trio
 
+from node.blocklog import BlockLog, CorruptLogError
 from node.blocks import BlockProducer
+from node.chainstore import BadLogError, ReplayMismatchError, open_store, replay_records
 from node.config import DEFAULT_CONFIG_PATH, NodeConfig, load_config, override
-from protocol.chain import Chain
 from protocol.markets import ConfigError
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+EXIT_MISMATCH = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 log = structlog.get_logger(__name__)
@@ -86,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--port", type=_port, metavar="N", help="HTTP API port (default: node.port, else 3001)"
     )
+    replay = commands.add_parser(
+        "replay", help="re-execute a data directory's log", description="Replay a block log."
+    )
+    replay.add_argument("data_dir", metavar="DATA_DIR")
+    replay.add_argument("--to", type=_positive_int, metavar="HEIGHT", help="stop at HEIGHT")
+    replay.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="check every block's state hash (default: on)",
+    )
+    replay.add_argument("--log-format", choices=("console", "json"), default="console")
     start.add_argument(
         "--blocks", type=_positive_int, metavar="N", help="stop after N blocks (default: run on)"
     )
@@ -133,7 +148,7 @@ def banner(config: NodeConfig, genesis_time_ms: int) -> str:
         f"hl-devnet {_version()}: local HyperCore devnet",
         f"  config      {config.source}",
         f"  block time  {config.block_time_ms} ms (genesis time {genesis_time_ms} ms)",
-        f"  data dir    {config.data_dir} (not written yet: the durable log arrives later)",
+        f"  data dir    {config.data_dir} (the block log; an existing one is resumed)",
         f"  perps       {len(markets.perps)}",
     ]
     lines.extend(
@@ -154,11 +169,18 @@ async def run_node(
     config: NodeConfig, genesis_time_ms: int, max_blocks: int | None = None
 ) -> BlockProducer:
     """Run the node until SIGINT/SIGTERM or `max_blocks` blocks; returns the stopped producer.
-    A stop signal cancels between blocks, never inside one."""
+    A stop signal cancels between blocks, never inside one. The chain lives in
+    `config.data_dir`: resumed from its log when there is one, else started at
+    `genesis_time_ms` and logged from its genesis."""
+    store, loaded = open_store(Path(config.data_dir), config, config.text, genesis_time_ms)
+    # Resuming: the next block follows the last logged one by one block time.
+    origin = loaded.time - loaded.height * config.block_time_ms
     producer = BlockProducer(
-        Chain(config.markets, config.oracle_sources, genesis_time_ms, lending=config.lending),
-        genesis_time_ms=genesis_time_ms,
+        loaded.chain,
+        genesis_time_ms=origin,
         block_time_ms=config.block_time_ms,
+        store=store,
+        height=loaded.height,
     )
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
@@ -199,11 +221,27 @@ def _start(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """Re-execute the log of a data directory from its genesis, checking every block's state
+    hash (`--verify`, the default)."""
+    try:
+        block_log, payloads = BlockLog.open(Path(args.data_dir))
+        block_log.close()
+        loaded = replay_records(payloads, args.data_dir, args.to, verify=args.verify)
+    except (ReplayMismatchError, BadLogError, CorruptLogError, ConfigError) as exc:
+        print(f"devnet: replay: {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
+    print(f"replayed to height {loaded.height}, state hash {loaded.last_hash.hex()}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format)
     if args.command == "start":
         return _start(args)
+    if args.command == "replay":
+        return _replay(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

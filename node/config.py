@@ -44,6 +44,7 @@ class NodeConfig(msgspec.Struct, frozen=True):
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
     source: str = "<config>"  # where the config came from, for messages and the banner
+    text: str = ""  # the TOML text itself, recorded as the chain's genesis
 
 
 class _NodeSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,9 +109,11 @@ def load_config(path: str | Path) -> NodeConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     try:
-        return parse_config(raw, str(path))
+        config = parse_config(raw, str(path))
     except MarketsConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    with open(path, encoding="utf-8") as file:
+        return msgspec.structs.replace(config, text=file.read())
 
 
 def override(

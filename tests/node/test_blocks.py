@@ -161,6 +161,7 @@ async def test_one_log_line_per_block(autojump_clock: trio.testing.MockClock) ->
             "time": GENESIS_MS + 1000,
             "actions": 1,
             "fills": 0,
+            "hash": "",
         },
         {
             "event": "block",
@@ -169,6 +170,7 @@ async def test_one_log_line_per_block(autojump_clock: trio.testing.MockClock) ->
             "time": GENESIS_MS + 2000,
             "actions": 0,
             "fills": 0,
+            "hash": "",
         },
     ]
 

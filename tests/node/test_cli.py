@@ -43,6 +43,12 @@ canonical = true
 """
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node writes its data directory (default `data`) under the working directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 def json_events(err: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in err.splitlines() if line.strip()]
 
@@ -65,10 +71,11 @@ def test_start_runs_two_blocks(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_log_is_the_default(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(ROOT)  # the default --config is relative to the repository
-    assert main(["start", "--blocks", "2", "--block-time", "0.01"]) == 0
+    data = str(tmp_path / "data")
+    assert main(["start", "--blocks", "2", "--block-time", "0.01", "--data-dir", data]) == 0
     out, err = capsys.readouterr()
     block_lines = [line for line in err.splitlines() if " block " in line]
     assert len(block_lines) == 2
@@ -158,10 +165,11 @@ def test_bad_command_line_is_a_usage_error(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_stop_signal_exits_cleanly(signum: signal.Signals) -> None:
+def test_stop_signal_exits_cleanly(signum: signal.Signals, tmp_path: Path) -> None:
     """The real entry point in a process of its own: Ctrl-C (SIGINT) or SIGTERM between blocks
     ends it with status 0."""
-    argv = [sys.executable, "-m", "node.cli", "start", "--config", CONFIG]
+    data = str(tmp_path / "data")
+    argv = [sys.executable, "-m", "node.cli", "start", "--config", CONFIG, "--data-dir", data]
     with subprocess.Popen(
         [*argv, "--block-time", "0.02", "--log-format", "json"],
         cwd=ROOT,

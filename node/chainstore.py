@@ -1,0 +1,127 @@
+"""The chain on disk: a data directory holding the block log (genesis first, then every block
+with its state hash), from which a node resumes and a replay re-executes.
+
+Invariants:
+- A block's record (with its state hash) is durable in the log before any of its results are
+  reported: `ChainStore.commit` returns only after the log's fsync.
+- Resuming and replaying rebuild the chain from the genesis record alone (the config text it
+  started with and its time) and the block records, and check every block's state hash; the
+  config file on disk is not read again.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from node.blocklog import BlockLog
+from node.config import NodeConfig, parse_config
+from protocol.chain import Action, Chain
+from protocol.records import (
+    BlockRecord,
+    GenesisRecord,
+    ProposedAction,
+    decode_record,
+    encode_record,
+)
+from protocol.state_hash import GENESIS_HASH, state_hash
+
+log = structlog.get_logger(__name__)
+
+
+class ReplayMismatchError(Exception):
+    """A replayed block ended with another state hash than the log recorded."""
+
+    def __init__(self, height: int, recorded: bytes, replayed: bytes) -> None:
+        super().__init__(
+            f"state hash mismatch at height {height}: log {recorded.hex()}, replay {replayed.hex()}"
+        )
+        self.height = height
+
+
+class BadLogError(Exception):
+    """The log's records are not a genesis followed by consecutive blocks."""
+
+
+def new_chain(config: NodeConfig, genesis_time_ms: int) -> Chain:
+    return Chain(config.markets, config.oracle_sources, genesis_time_ms, lending=config.lending)
+
+
+class ChainStore:
+    """Appends each block to the log, chaining its state hash to the previous one."""
+
+    def __init__(self, block_log: BlockLog, last_hash: bytes = GENESIS_HASH) -> None:
+        self.log = block_log
+        self.last_hash = last_hash
+
+    def commit(
+        self, chain: Chain, height: int, time: int, proposed: list[tuple[str, Action]]
+    ) -> bytes:
+        """Hash the state the block left, and make the block durable; returns the hash."""
+        digest = state_hash(chain, self.last_hash)
+        actions = tuple(ProposedAction(user, action) for user, action in proposed)
+        self.log.append(encode_record(BlockRecord(height, time, actions, digest)))
+        self.last_hash = digest
+        return digest
+
+
+class Loaded(msgspec.Struct):
+    """A chain rebuilt from a data directory."""
+
+    config: NodeConfig
+    genesis_time_ms: int
+    chain: Chain
+    height: int
+    time: int
+    last_hash: bytes
+
+
+def _genesis_config(record: GenesisRecord, source: str) -> NodeConfig:
+    config = parse_config(tomllib.loads(record.config), source)
+    return msgspec.structs.replace(config, text=record.config)
+
+
+def replay_records(
+    payloads: list[bytes], source: str, to_height: int | None = None, verify: bool = True
+) -> Loaded:
+    """Rebuild the chain from log payloads, up to `to_height` (all by default), checking each
+    block's state hash when `verify`."""
+    if not payloads:
+        raise BadLogError("the log is empty: no genesis record")
+    genesis = decode_record(payloads[0])
+    if not isinstance(genesis, GenesisRecord):
+        raise BadLogError("the first record is not the genesis")
+    config = _genesis_config(genesis, source)
+    chain = new_chain(config, genesis.time)
+    height, time, last_hash = 0, genesis.time, GENESIS_HASH
+    for index, payload in enumerate(payloads[1:], start=1):
+        record = decode_record(payload)
+        if not isinstance(record, BlockRecord) or record.height != height + 1:
+            raise BadLogError(f"record {index} is not block {height + 1}")
+        if to_height is not None and record.height > to_height:
+            break
+        chain.apply_block(record.height, record.time, [(p.user, p.action) for p in record.actions])
+        digest = state_hash(chain, last_hash)
+        if verify and digest != record.state_hash:
+            raise ReplayMismatchError(record.height, record.state_hash, digest)
+        height, time, last_hash = record.height, record.time, record.state_hash
+    return Loaded(config, genesis.time, chain, height, time, last_hash)
+
+
+def open_store(
+    data_dir: Path, config: NodeConfig, config_text: str, genesis_time_ms: int
+) -> tuple[ChainStore, Loaded]:
+    """Open the data directory: resume the chain it holds, or start a new one from `config`
+    (recording `config_text` and `genesis_time_ms` as its genesis)."""
+    block_log, payloads = BlockLog.open(data_dir)
+    if payloads:
+        loaded = replay_records(payloads, str(data_dir / "blocks.log"))
+        log.info("resumed", height=loaded.height, data_dir=str(data_dir))
+    else:
+        block_log.append(encode_record(GenesisRecord(config_text, genesis_time_ms)))
+        chain = new_chain(config, genesis_time_ms)
+        loaded = Loaded(config, genesis_time_ms, chain, 0, genesis_time_ms, GENESIS_HASH)
+    return ChainStore(block_log, loaded.last_hash), loaded
