@@ -24,7 +24,13 @@ import trio
 
 from node.blocklog import BlockLog, CorruptLogError
 from node.blocks import BlockProducer
-from node.chainstore import BadLogError, ReplayMismatchError, open_store, replay_records
+from node.chainstore import (
+    BadLogError,
+    ReplayMismatchError,
+    dev_accounts,
+    open_store,
+    replay_records,
+)
 from node.config import DEFAULT_CONFIG_PATH, NodeConfig, load_config, override
 from protocol.markets import ConfigError
 
@@ -161,6 +167,15 @@ def banner(config: NodeConfig, genesis_time_ms: int) -> str:
         market = markets.by_coin[pair.name]
         base, quote = markets.tokens[pair.base].name, markets.tokens[pair.quote].name
         lines.append(f"    {market.asset:>5}  {pair.name:<10} {base}/{quote}")
+    dev = config.dev_accounts
+    funding = ", ".join(
+        [f"{dev.perp_usdc} USDC on perps", *(f"{v} {k}" for k, v in dev.spot.items())]
+    )
+    lines.append(f"  dev accounts {dev.count}, each funded with {funding}:")
+    lines.extend(
+        f"    ({index}) {account.address}  key {account.private_key}"
+        for index, account in enumerate(dev_accounts(dev.mnemonic, dev.count))
+    )
     lines.append(f"  HTTP API    arrives in a later version (it will listen on port {config.port})")
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from node.devaccounts import DevAccountsSpec
 from protocol.lending import ReserveParams, load_lending
 from protocol.markets import ConfigError as MarketsConfigError
 from protocol.markets import Markets, load_markets
@@ -29,7 +30,7 @@ DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_DATA_DIR = "data"
 DEFAULT_PORT = 3001
 MAX_PORT = 65_535
-KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending"})
+KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending", "dev_accounts"})
 
 
 class ConfigError(MarketsConfigError):
@@ -40,6 +41,7 @@ class NodeConfig(msgspec.Struct, frozen=True):
     markets: Markets
     oracle_sources: dict[int, Source]
     lending: dict[int, ReserveParams]
+    dev_accounts: DevAccountsSpec
     block_time_ms: int = DEFAULT_BLOCK_TIME_MS
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
@@ -69,7 +71,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     unknown = sorted(set(raw) - KNOWN_TABLES)
     if unknown:
         raise ConfigError(
-            f"unknown table(s) {', '.join(unknown)}; expected genesis, oracle, lending and node"
+            f"unknown table(s) {', '.join(unknown)}; "
+            "expected genesis, oracle, lending, dev_accounts and node"
         )
     genesis = raw.get("genesis")
     if genesis is None:
@@ -86,12 +89,25 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
         raise ConfigError("lending must be a table")
     reserves = load_lending(lending, markets)
     try:
+        dev = msgspec.convert(raw.get("dev_accounts", {}), DevAccountsSpec)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"dev_accounts: {exc}") from exc
+    if not 0 <= dev.count <= 1000:
+        raise ConfigError(f"dev_accounts.count: {dev.count} is not in [0, 1000]")
+    if "spot" not in raw.get("dev_accounts", {}):
+        # The default funding covers the tokens this genesis has.
+        known = {name: amount for name, amount in dev.spot.items() if markets.token_by_name(name)}
+        dev = msgspec.structs.replace(dev, spot=known)
+    for name in dev.spot:
+        if markets.token_by_name(name) is None:
+            raise ConfigError(f"dev_accounts.spot: unknown token {name!r}")
+    try:
         spec = msgspec.convert(raw.get("node", {}), _NodeSpec)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"node: {exc}") from exc
     _check_settings(spec.block_time_ms, spec.data_dir, spec.port)
     return NodeConfig(
-        markets, sources, reserves, spec.block_time_ms, spec.data_dir, spec.port, source
+        markets, sources, reserves, dev, spec.block_time_ms, spec.data_dir, spec.port, source
     )
 
 

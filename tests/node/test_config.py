@@ -27,7 +27,14 @@ def test_node_table_sets_node_settings() -> None:
     raw["node"] = {"block_time_ms": 250, "data_dir": "/tmp/devnet", "port": 0}
     config = parse_config(raw, "inline")
     assert config == NodeConfig(
-        config.markets, config.oracle_sources, config.lending, 250, "/tmp/devnet", 0, "inline"
+        config.markets,
+        config.oracle_sources,
+        config.lending,
+        config.dev_accounts,
+        250,
+        "/tmp/devnet",
+        0,
+        "inline",
     )
 
 
