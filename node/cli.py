@@ -28,6 +28,7 @@ from node.chainstore import (
     BadLogError,
     ReplayMismatchError,
     dev_accounts,
+    export_fixture,
     open_store,
     replay_records,
 )
@@ -107,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every block's state hash (default: on)",
     )
     replay.add_argument("--log-format", choices=("console", "json"), default="console")
+    export = commands.add_parser(
+        "export-fixture",
+        help="write a data directory's log as a replay fixture (JSON)",
+        description="Write genesis + blocks + expected state hashes as a JSON fixture.",
+    )
+    export.add_argument("data_dir", metavar="DATA_DIR")
+    export.add_argument("out", metavar="OUT")
+    export.add_argument("--log-format", choices=("console", "json"), default="console")
     start.add_argument(
         "--blocks", type=_positive_int, metavar="N", help="stop after N blocks (default: run on)"
     )
@@ -250,6 +259,17 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export_fixture(args: argparse.Namespace) -> int:
+    try:
+        text = export_fixture(Path(args.data_dir))
+    except (CorruptLogError, BadLogError) as exc:
+        print(f"devnet: export-fixture: {exc}", file=sys.stderr)
+        return EXIT_MISMATCH
+    Path(args.out).write_bytes(text + b"\n")
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format)
@@ -257,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return _start(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "export-fixture":
+        return _export_fixture(args)
     raise AssertionError(f"unhandled command {args.command}")
 
 

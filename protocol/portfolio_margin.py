@@ -158,24 +158,34 @@ class PortfolioMargin:
 
     def _settle(self, account: Account) -> None:
         """Move the debt to its target, min(capacity, max(0, margin needed - own funds)), then
-        supply what is left idle."""
+        supply what is left idle. Amounts in wei, so a debt's last wei of interest is repaid
+        too (a dust debt would otherwise block the idle supply)."""
         user, usdc, lending = account.owner, self.usdc, self.lending
         debt = self.debt(account)
         target = min(
             max(0, self.needed(account) - self.own_funds(account)), debt + self.headroom(account)
         )
-        if target > debt:
-            given = lending.borrow(user, usdc, (target - debt) * SPOT_USDC_PER_MICRO)
+        debt_wei = lending.user_borrow(user, usdc)
+        target_wei = target * SPOT_USDC_PER_MICRO
+        if target_wei > debt_wei:
+            given = lending.borrow(user, usdc, target_wei - debt_wei)
             if isinstance(given, int):
                 self._credit(account, given)
             return
+        if target_wei < debt_wei:
+            excess = debt_wei - target_wei
+            short = excess - account.spot_available(usdc)
+            supplied = lending.user_supply(user, usdc)
+            if short > 0 and supplied:
+                given = lending.withdraw_supply(user, usdc, min(short, supplied))
+                if isinstance(given, int):
+                    self._credit(account, given)
+            amount = min(excess, account.spot_available(usdc))
+            if amount > 0:
+                taken = lending.repay(user, usdc, None if amount >= debt_wei else amount)
+                if isinstance(taken, int):
+                    account.spot_total[usdc] -= taken
         free = account.spot_available(usdc)
-        if target < debt and free > 0:
-            excess = (debt - target) * SPOT_USDC_PER_MICRO
-            taken = lending.repay(user, usdc, min(excess, free))
-            if isinstance(taken, int):
-                account.spot_total[usdc] -= taken
-                free -= taken
         if free > 0 and lending.user_borrow(user, usdc) == 0:
             taken = lending.supply(user, usdc, free)
             if isinstance(taken, int):
