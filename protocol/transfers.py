@@ -130,6 +130,19 @@ def _ok(*updates: LedgerUpdate) -> Result:
     return DefaultResponse(), updates
 
 
+def _token_amount(
+    clearinghouse: Clearinghouse, spec: str, text: str
+) -> tuple[SpotToken, int] | str:
+    """The token named `NAME:0xTOKENID` and a positive amount of it in wei, or the error."""
+    token = find_token(clearinghouse, spec)
+    if token is None:
+        return ERR_TOKEN
+    amount = parse_fixed(text, token.wei_decimals)
+    if amount is None or amount <= 0:
+        return ERR_AMOUNT
+    return token, amount
+
+
 def _usdc_token(clearinghouse: Clearinghouse) -> int:
     token = clearinghouse.markets.token_by_name(USDC)
     assert token is not None, "the genesis has no USDC spot token"
@@ -235,12 +248,10 @@ def _spot_send(
     destination = normalize_address(action.destination)
     if destination is None:
         return _refuse(ERR_ADDRESS)
-    token = find_token(clearinghouse, action.token)
-    if token is None:
-        return _refuse(ERR_TOKEN)
-    amount = parse_fixed(action.amount, token.wei_decimals)
-    if amount is None or amount <= 0:
-        return _refuse(ERR_AMOUNT)
+    parsed = _token_amount(clearinghouse, action.token, action.amount)
+    if isinstance(parsed, str):
+        return _refuse(parsed)
+    token, amount = parsed
     error = _move_spot(clearinghouse, user, destination, token.index, amount)
     if error is not None:
         return _refuse(error)
@@ -370,12 +381,10 @@ def _sub_account_spot_transfer(
     sub = normalize_address(action.sub_account_user)
     if sub is None or clearinghouse.master_of(sub) != user:
         return _refuse(ERR_NOT_SUB_ACCOUNT)
-    token = find_token(clearinghouse, action.token)
-    if token is None:
-        return _refuse(ERR_TOKEN)
-    amount = parse_fixed(action.amount, token.wei_decimals)
-    if amount is None or amount <= 0:
-        return _refuse(ERR_AMOUNT)
+    parsed = _token_amount(clearinghouse, action.token, action.amount)
+    if isinstance(parsed, str):
+        return _refuse(parsed)
+    token, amount = parsed
     source, destination = (user, sub) if action.is_deposit else (sub, user)
     error = _move_spot(clearinghouse, source, destination, token.index, amount)
     if error is not None:
