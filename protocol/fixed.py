@@ -68,12 +68,6 @@ def format_fixed(value: int, decimals: int) -> str:
     return f"{sign}{whole}.{digits}"
 
 
-def significant_figures(value: int) -> int:
-    """Significant figures of a positive integer mantissa (trailing zeros do not count)."""
-    digits = str(value).rstrip("0")
-    return len(digits)
-
-
 def ceil_div(numerator: int, denominator: int) -> int:
     """Division rounded up, for amounts charged to a user."""
     return -((-numerator) // denominator)

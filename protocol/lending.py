@@ -376,6 +376,11 @@ def supply_rate(reserve: Reserve) -> int:
 # All reserves.
 
 
+def _over_cap(current: int, cap: int | None, amount: int) -> bool:
+    """Whether adding `amount` to `current` passes `cap` (None: no cap)."""
+    return cap is not None and current + amount > cap
+
+
 class Lending:
     """Every token's reserve. Operations return the wei moved (int) or an error (str)."""
 
@@ -413,12 +418,9 @@ class Lending:
         if amount <= 0:
             return ERR_AMOUNT
         p = reserve.params
-        if (
-            p.global_supply_cap is not None
-            and reserve.total_supplied + amount > p.global_supply_cap
+        if _over_cap(reserve.total_supplied, p.global_supply_cap, amount) or _over_cap(
+            reserve.supply_of(user), p.user_supply_cap, amount
         ):
-            return ERR_CAP
-        if p.user_supply_cap is not None and reserve.supply_of(user) + amount > p.user_supply_cap:
             return ERR_CAP
         scaled = amount * WAD // reserve.supply_index  # down: against the supplier
         if scaled == 0:
@@ -469,12 +471,9 @@ class Lending:
         p = reserve.params
         if not p.borrowable:
             return ERR_NOT_BORROWABLE
-        if (
-            p.global_borrow_cap is not None
-            and reserve.total_borrowed + amount > p.global_borrow_cap
+        if _over_cap(reserve.total_borrowed, p.global_borrow_cap, amount) or _over_cap(
+            reserve.debt_of(user), p.user_borrow_cap, amount
         ):
-            return ERR_CAP
-        if p.user_borrow_cap is not None and reserve.debt_of(user) + amount > p.user_borrow_cap:
             return ERR_CAP
         if amount > reserve.available():
             return ERR_LIQUIDITY
