@@ -29,11 +29,10 @@ from protocol.lending import (
     ERR_BALANCE,
     ERR_NO_RESERVE,
     ERR_NOT_BORROWABLE,
-    LTV_SCALE,
     Lending,
 )
 from protocol.markets import SpotToken
-from protocol.portfolio import borrow_oracle_price
+from protocol.portfolio import TOKEN_SCALE, Collateral, borrow_oracle_price, max_borrow
 
 OPERATIONS = ("supply", "withdraw", "borrow", "repay")
 ERR_OPERATION = "Invalid borrow lend operation"
@@ -86,21 +85,43 @@ def value_of(clearinghouse: Clearinghouse, token: SpotToken, wei: int, up: bool)
     return -(-numerator // denominator) if up else numerator // denominator
 
 
-def borrow_capacity(clearinghouse: Clearinghouse, lending: Lending, user: str) -> int:
-    """Collateral x price x LTV over the account's tokens, less the value of its debts."""
-    account = clearinghouse.accounts.get(user)
-    capacity = 0
-    for token in clearinghouse.markets.tokens:
-        reserve = lending.reserves.get(token.index)
-        if reserve is None:
+def collateral_of(
+    clearinghouse: Clearinghouse, lending: Lending, account: Account
+) -> list[Collateral]:
+    """The account's collateral for borrowing: every token whose reserve has a positive LTV,
+    spot balance plus supply, at TOKEN_SCALE, capped by the user's supply cap, at the borrow
+    oracle price."""
+    result: list[Collateral] = []
+    markets = clearinghouse.markets
+    for token_index, reserve in sorted(lending.reserves.items()):
+        ltv = reserve.params.ltv
+        if not ltv:
             continue
-        params = reserve.params
-        debt = lending.user_borrow(user, token.index)
+        token = markets.tokens[token_index]
+        wei = account.spot_total.get(token_index, 0) + reserve.supply_of(account.owner)
+        scale: int = 10**token.wei_decimals
+        cap = reserve.params.user_supply_cap
+        result.append(
+            Collateral(
+                max(wei, 0) * TOKEN_SCALE // scale,
+                token_price(clearinghouse, token),
+                ltv,
+                None if cap is None else cap * TOKEN_SCALE // scale,
+            )
+        )
+    return result
+
+
+def borrow_capacity(clearinghouse: Clearinghouse, lending: Lending, user: str) -> int:
+    """Collateral x price x LTV (`portfolio.max_borrow`), less the value of the account's
+    debts, micro-USDC."""
+    account = clearinghouse.accounts.get(user)
+    capacity = 0 if account is None else max_borrow(collateral_of(clearinghouse, lending, account))
+    for token_index in lending.reserves:
+        debt = lending.user_borrow(user, token_index)
         if debt:
+            token = clearinghouse.markets.tokens[token_index]
             capacity -= value_of(clearinghouse, token, debt, up=True)
-        if params.ltv and account is not None:
-            held = account.spot_total.get(token.index, 0) + lending.user_supply(user, token.index)
-            capacity += value_of(clearinghouse, token, held, up=False) * params.ltv // LTV_SCALE
     return capacity
 
 

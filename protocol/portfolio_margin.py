@@ -28,15 +28,13 @@ Invariants:
 
 from __future__ import annotations
 
-from protocol.borrow_lend import token_price
+from protocol.borrow_lend import collateral_of
 from protocol.clearinghouse import SPOT_USDC_PER_MICRO, Account, Clearinghouse
 from protocol.exchange import Exchange, LiquidationInfo, slippage_price
 from protocol.ledger import LedgerUpdate, LiquidatedPosition, Liquidation
 from protocol.lending import Lending
 from protocol.orders import LIQUIDATED_CANCELED
 from protocol.portfolio import (
-    TOKEN_SCALE,
-    Collateral,
     is_liquidatable,
     max_borrow,
     portfolio_liquidation_value,
@@ -57,28 +55,6 @@ class PortfolioMargin:
         self.usdc = self.clearinghouse.usdc_token
 
     # What an account holds.
-
-    def collateral(self, account: Account) -> list[Collateral]:
-        """Collateral tokens at TOKEN_SCALE, priced in micro-USDC per token."""
-        result: list[Collateral] = []
-        markets = self.clearinghouse.markets
-        for token_index, reserve in sorted(self.lending.reserves.items()):
-            ltv = reserve.params.ltv
-            if not ltv:
-                continue
-            token = markets.tokens[token_index]
-            wei = account.spot_total.get(token_index, 0) + reserve.supply_of(account.owner)
-            scale: int = 10**token.wei_decimals
-            cap = reserve.params.user_supply_cap
-            result.append(
-                Collateral(
-                    max(wei, 0) * TOKEN_SCALE // scale,
-                    token_price(self.clearinghouse, token),
-                    ltv,
-                    None if cap is None else cap * TOKEN_SCALE // scale,
-                )
-            )
-        return result
 
     def debt(self, account: Account) -> int:
         """USDC debt in micro-USDC, rounded up."""
@@ -115,7 +91,7 @@ class PortfolioMargin:
 
     def headroom(self, account: Account) -> int:
         """What the account could still borrow: min(collateral x LTV, user cap) - debt."""
-        capacity = max_borrow(self.collateral(account))
+        capacity = max_borrow(collateral_of(self.clearinghouse, self.lending, account))
         cap = self.borrow_cap()
         if cap is not None:
             capacity = min(capacity, cap)
@@ -199,7 +175,9 @@ class PortfolioMargin:
             self.clearinghouse.cross_maintenance(account), self.debt(account)
         )
         usdc_balance = self.own_funds(account) + self.debt(account)
-        value = portfolio_liquidation_value(usdc_balance, self.collateral(account), None)
+        value = portfolio_liquidation_value(
+            usdc_balance, collateral_of(self.clearinghouse, self.lending, account), None
+        )
         return requirement, value
 
     def liquidate(self, time: int) -> list[LedgerUpdate]:
