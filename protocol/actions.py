@@ -87,44 +87,43 @@ ExchangeAction = (
 TradingAction = ExchangeAction | UpdateLeverageAction | UpdateIsolatedMarginAction
 
 
-# User-signed transfers: amounts are decimal strings as the SDK sends them; the signature
-# fields travel in the action and are checked by the API layer.
+class _UserSigned(_Action, frozen=True, kw_only=True, rename="camel"):
+    """A user-signed action (EIP-712 HyperliquidSignTransaction): the signature fields travel
+    in the action and are checked by the API layer."""
+
+    hyperliquid_chain: str | None = None
+    signature_chain_id: str | None = None
 
 
-class UsdClassTransferAction(_Action, frozen=True, tag="usdClassTransfer", rename="camel"):
+# User-signed transfers: amounts are decimal strings as the SDK sends them.
+
+
+class UsdClassTransferAction(_UserSigned, frozen=True, tag="usdClassTransfer", rename="camel"):
     amount: str
     to_perp: bool
     nonce: int = 0
-    hyperliquid_chain: str | None = None
-    signature_chain_id: str | None = None
 
 
-class UsdSendAction(_Action, frozen=True, tag="usdSend", rename="camel"):
+class UsdSendAction(_UserSigned, frozen=True, tag="usdSend", rename="camel"):
     destination: str
     amount: str
     time: int = 0
-    hyperliquid_chain: str | None = None
-    signature_chain_id: str | None = None
 
 
-class SpotSendAction(_Action, frozen=True, tag="spotSend", rename="camel"):
+class SpotSendAction(_UserSigned, frozen=True, tag="spotSend", rename="camel"):
     destination: str
     token: str
     amount: str
     time: int = 0
-    hyperliquid_chain: str | None = None
-    signature_chain_id: str | None = None
 
 
-class Withdraw3Action(_Action, frozen=True, tag="withdraw3", rename="camel"):
+class Withdraw3Action(_UserSigned, frozen=True, tag="withdraw3", rename="camel"):
     destination: str
     amount: str
     time: int = 0
-    hyperliquid_chain: str | None = None
-    signature_chain_id: str | None = None
 
 
-class SendAssetAction(_Action, frozen=True, tag="sendAsset", rename="camel"):
+class SendAssetAction(_UserSigned, frozen=True, tag="sendAsset", rename="camel"):
     destination: str
     source_dex: str
     destination_dex: str
@@ -132,8 +131,6 @@ class SendAssetAction(_Action, frozen=True, tag="sendAsset", rename="camel"):
     amount: str
     from_sub_account: str = ""
     nonce: int = 0
-    hyperliquid_chain: str | None = None
-    signature_chain_id: str | None = None
 
 
 class CreateSubAccountAction(_Action, frozen=True, tag="createSubAccount"):
@@ -155,12 +152,10 @@ class SubAccountSpotTransferAction(
     amount: str
 
 
-class UserSetAbstractionAction(_Action, frozen=True, tag="userSetAbstraction", rename="camel"):
+class UserSetAbstractionAction(_UserSigned, frozen=True, tag="userSetAbstraction", rename="camel"):
     user: str
     abstraction: str
     nonce: int = 0
-    hyperliquid_chain: str | None = None
-    signature_chain_id: str | None = None
 
 
 class AgentSetAbstractionAction(_Action, frozen=True, tag="agentSetAbstraction"):
