@@ -652,10 +652,55 @@ class Exchange:
             fills[i] = msgspec.structs.replace(fills[i], liquidation=liquidation)
         return status.total_sz if isinstance(status, Filled) else 0
 
-    def next_trade_id(self) -> int:
+    def trade_off_book(
+        self,
+        closer: str,
+        counterparty: str,
+        asset: int,
+        szi_closed: int,
+        px: int,
+        time: int,
+        liquidation: LiquidationInfo,
+    ) -> None:
+        """A trade outside the book (backstop takeover, deleveraging): `closer` closes
+        `szi_closed` (signed as its position) against `counterparty` at `px`, with no fee.
+        Each side gets an oid and a fill record; the closer's is the crossing one."""
+        clearinghouse = self.clearinghouse
+        coin = self.markets.by_asset[asset].coin
+        size = abs(szi_closed)
+        closer_buys = szi_closed < 0
         tid = self.next_tid
         self.next_tid = tid + 1
-        return tid
+        for user, is_buy, crossed in (
+            (closer, closer_buys, True),
+            (counterparty, not closer_buys, False),
+        ):
+            start, direction, closed_pnl, fee = clearinghouse.apply_perp_fill(
+                clearinghouse.account(user), asset, is_buy, px, size, 0
+            )
+            oid = self.next_oid
+            self.next_oid = oid + 1
+            self.fills.append(
+                Fill(
+                    user,
+                    asset,
+                    coin,
+                    px,
+                    size,
+                    is_buy,
+                    time,
+                    start,
+                    direction,
+                    closed_pnl,
+                    oid,
+                    tid,
+                    crossed,
+                    fee,
+                    "USDC",
+                    None,
+                    liquidation,
+                )
+            )
 
     # Cancels and modifies.
 

@@ -38,7 +38,7 @@ from protocol.clearinghouse import (
     Leverage,
     Position,
 )
-from protocol.exchange import Exchange, Fill, LiquidationInfo, slippage_price
+from protocol.exchange import Exchange, LiquidationInfo, slippage_price
 from protocol.fixed import USD_SCALE
 from protocol.ledger import LedgerUpdate, LiquidatedPosition, Liquidation
 from protocol.orders import LIQUIDATED_CANCELED
@@ -174,7 +174,7 @@ class Liquidator:
 
     def _trade_at_mark(
         self,
-        seller_or_buyer: str,
+        closer: str,
         counterparty: str,
         asset: int,
         szi_closed: int,
@@ -182,47 +182,11 @@ class Liquidator:
         method: str,
         liquidated: str,
     ) -> None:
-        """Close `szi_closed` (signed, the closing account's current sign) of
-        `seller_or_buyer`'s position against `counterparty` at the mark, with no fee."""
-        clearinghouse = self.clearinghouse
-        exchange = self.exchange
-        mark = clearinghouse.mark(asset)
-        size = abs(szi_closed)
-        closer_buys = szi_closed < 0
-        market = clearinghouse.markets.by_asset[asset]
-        tid = exchange.next_trade_id()
+        """Close `szi_closed` (signed as the closer's position) of `closer`'s position against
+        `counterparty` at the mark, with no fee."""
+        mark = self.clearinghouse.mark(asset)
         info = LiquidationInfo(liquidated, mark, method)
-        for user, is_buy, crossed in (
-            (seller_or_buyer, closer_buys, True),
-            (counterparty, not closer_buys, False),
-        ):
-            account = clearinghouse.account(user)
-            start, direction, closed_pnl, fee = clearinghouse.apply_perp_fill(
-                account, asset, is_buy, mark, size, 0
-            )
-            oid = exchange.next_oid
-            exchange.next_oid = oid + 1
-            exchange.fills.append(
-                Fill(
-                    user,
-                    asset,
-                    market.coin,
-                    mark,
-                    size,
-                    is_buy,
-                    time,
-                    start,
-                    direction,
-                    closed_pnl,
-                    oid,
-                    tid,
-                    crossed,
-                    fee,
-                    "USDC",
-                    None,
-                    info,
-                )
-            )
+        self.exchange.trade_off_book(closer, counterparty, asset, szi_closed, mark, time, info)
 
     def _backstop(self, user: str, account: Account, isolated: int | None, time: int) -> None:
         clearinghouse = self.clearinghouse
