@@ -11,7 +11,6 @@ Invariants:
 
 from __future__ import annotations
 
-import functools
 import tomllib
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import structlog
 
 from node.blocklog import BlockLog
 from node.config import NodeConfig, parse_config
-from node.devaccounts import DevAccount, derive_accounts, fund_genesis
+from node.devaccounts import genesis_funding
 from protocol.chain import Action, Chain
+from protocol.genesis import fund_genesis
 from protocol.records import (
     BlockRecord,
     GenesisRecord,
@@ -53,15 +53,8 @@ def new_chain(config: NodeConfig, genesis_time_ms: int) -> Chain:
     """The chain at height 0: markets, prices, reserves, and the genesis funding of the dev
     accounts and liquidators, all from the config."""
     chain = Chain(config.markets, config.oracle_sources, genesis_time_ms, lending=config.lending)
-    spec = config.dev_accounts
-    fund_genesis(chain, spec, dev_accounts(spec.mnemonic, spec.count))
+    fund_genesis(chain, genesis_funding(config.dev_accounts, config.markets), genesis_time_ms)
     return chain
-
-
-@functools.cache
-def dev_accounts(mnemonic: str, count: int) -> list[DevAccount]:
-    """Derived once per process (key derivation is slow on purpose)."""
-    return derive_accounts(mnemonic, count)
 
 
 class ChainStore:

@@ -27,12 +27,12 @@ from node.blocks import BlockProducer
 from node.chainstore import (
     BadLogError,
     ReplayMismatchError,
-    dev_accounts,
     export_fixture,
     open_store,
     replay_records,
 )
 from node.config import DEFAULT_CONFIG_PATH, NodeConfig, load_config, override
+from node.devaccounts import derive_accounts
 from protocol.markets import ConfigError
 
 EXIT_OK = 0
@@ -183,7 +183,7 @@ def banner(config: NodeConfig, genesis_time_ms: int) -> str:
     lines.append(f"  dev accounts {dev.count}, each funded with {funding}:")
     lines.extend(
         f"    ({index}) {account.address}  key {account.private_key}"
-        for index, account in enumerate(dev_accounts(dev.mnemonic, dev.count))
+        for index, account in enumerate(derive_accounts(dev.mnemonic, dev.count))
     )
     lines.append(f"  HTTP API    arrives in a later version (it will listen on port {config.port})")
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from node.devaccounts import DevAccountsSpec
+from node.devaccounts import DevAccountsSpec, parse_funding
 from protocol.lending import ReserveParams, load_lending
 from protocol.markets import ConfigError as MarketsConfigError
 from protocol.markets import Markets, load_markets
@@ -98,9 +98,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
         # The default funding covers the tokens this genesis has.
         known = {name: amount for name, amount in dev.spot.items() if markets.token_by_name(name)}
         dev = msgspec.structs.replace(dev, spot=known)
-    for name in dev.spot:
-        if markets.token_by_name(name) is None:
-            raise ConfigError(f"dev_accounts.spot: unknown token {name!r}")
+    parse_funding(dev, markets)  # refuse bad amounts at load time
     try:
         spec = msgspec.convert(raw.get("node", {}), _NodeSpec)
     except msgspec.ValidationError as exc:

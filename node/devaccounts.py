@@ -4,20 +4,20 @@ Invariants:
 - The dev accounts are the first `count` accounts of the configured mnemonic on the standard
   Ethereum path m/44'/60'/0'/0/i (by default the mnemonic of Anvil and Hardhat, so its keys are
   the ones every tool already knows); addresses are lower-case, as the protocol keeps them.
-- Genesis funding is a pure function of the config: resuming and replaying give every account
-  the same balances at height 0.
+- The table is parsed once, exactly, when the config is loaded; applying it is
+  `protocol.genesis.fund_genesis`.
 """
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 from eth_account import Account
 
-from protocol.chain import Chain
-from protocol.fixed import parse_fixed
-from protocol.liquidation import LIQUIDATOR
-from protocol.markets import ConfigError
-from protocol.portfolio_margin import PM_LIQUIDATOR
+from protocol.fixed import USD_DECIMALS, parse_fixed
+from protocol.genesis import GenesisFunding
+from protocol.markets import ConfigError, Markets
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_SPOT = {"USDC": "1000000", "HYPE": "10000", "UBTC": "10", "PURR": "1000000"}
@@ -38,7 +38,9 @@ class DevAccount(msgspec.Struct, frozen=True):
     private_key: str
 
 
-def derive_accounts(mnemonic: str, count: int) -> list[DevAccount]:
+@functools.cache
+def derive_accounts(mnemonic: str, count: int) -> tuple[DevAccount, ...]:
+    """Derived once per process (key derivation is slow on purpose)."""
     Account.enable_unaudited_hdwallet_features()
     accounts = []
     for index in range(count):
@@ -46,33 +48,37 @@ def derive_accounts(mnemonic: str, count: int) -> list[DevAccount]:
         accounts.append(
             DevAccount(account.address.lower(), "0x" + account.key.hex().removeprefix("0x"))
         )
-    return accounts
+    return tuple(accounts)
 
 
-def fund_genesis(chain: Chain, spec: DevAccountsSpec, accounts: list[DevAccount]) -> None:
-    """Credit every dev account with perp USDC and spot tokens, and both liquidators with
-    USDC (the standard one on perps, the portfolio-margin one on spot, where it repays the
-    debts it takes over)."""
-    markets = chain.markets
-    perp = _amount(spec.perp_usdc, 6, "dev_accounts.perp_usdc")
-    liquidator = _amount(spec.liquidator_usdc, 6, "dev_accounts.liquidator_usdc")
+class DevFunding(msgspec.Struct, frozen=True):
+    """The `[dev_accounts]` amounts, parsed: micro-USDC and (token index, wei)."""
+
+    perp_usdc: int
+    spot: tuple[tuple[int, int], ...]
+    liquidator_usdc: int
+
+
+def parse_funding(spec: DevAccountsSpec, markets: Markets) -> DevFunding:
+    """The amounts of the table, exactly; ConfigError names a bad one."""
     spot: list[tuple[int, int]] = []
     for name, text in sorted(spec.spot.items()):
         token = markets.token_by_name(name)
         if token is None:
             raise ConfigError(f"dev_accounts.spot: unknown token {name!r}")
         spot.append((token.index, _amount(text, token.wei_decimals, f"dev_accounts.spot.{name}")))
-    time = chain.mark_time
-    for account in accounts:
-        if perp:
-            chain.deposit(account.address, perp, time)
-        for token_index, wei in spot:
-            chain.clearinghouse.credit_spot(account.address, token_index, wei)
-    if liquidator:
-        chain.deposit(LIQUIDATOR, liquidator, time)
-        usdc = chain.clearinghouse.usdc_token
-        if usdc >= 0:
-            chain.clearinghouse.credit_spot(PM_LIQUIDATOR, usdc, liquidator * 100)
+    return DevFunding(
+        _amount(spec.perp_usdc, USD_DECIMALS, "dev_accounts.perp_usdc"),
+        tuple(spot),
+        _amount(spec.liquidator_usdc, USD_DECIMALS, "dev_accounts.liquidator_usdc"),
+    )
+
+
+def genesis_funding(spec: DevAccountsSpec, markets: Markets) -> GenesisFunding:
+    """The protocol's genesis funding for the dev accounts the table describes."""
+    funding = parse_funding(spec, markets)
+    addresses = tuple(a.address for a in derive_accounts(spec.mnemonic, spec.count))
+    return GenesisFunding(addresses, funding.perp_usdc, funding.spot, funding.liquidator_usdc)
 
 
 def _amount(text: str, decimals: int, where: str) -> int:

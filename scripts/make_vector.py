@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from node.chainstore import dev_accounts, export_fixture, open_store  # noqa: E402
+from node.chainstore import export_fixture, open_store  # noqa: E402
 from node.config import load_config  # noqa: E402
+from node.devaccounts import derive_accounts  # noqa: E402
 from protocol.actions import (  # noqa: E402
     BorrowLendAction,
     CreateSubAccountAction,
@@ -69,7 +70,7 @@ def blocks(a: str, b: str, c: str, d: str) -> list[list[tuple[str, Action]]]:
 
 def main() -> None:
     config = load_config(ROOT / "configs" / "devnet.toml")
-    a, b, c, d = (acct.address for acct in dev_accounts(config.dev_accounts.mnemonic, 4))
+    a, b, c, d = (acct.address for acct in derive_accounts(config.dev_accounts.mnemonic, 4))
     with tempfile.TemporaryDirectory() as tmp:
         store, loaded = open_store(Path(tmp), config, config.text, GENESIS_MS)
         chain = loaded.chain

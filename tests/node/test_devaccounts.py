@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.chainstore import dev_accounts, new_chain
+from node.chainstore import new_chain
 from node.config import load_config
-from node.devaccounts import ANVIL_MNEMONIC
+from node.devaccounts import ANVIL_MNEMONIC, derive_accounts
 from protocol.liquidation import LIQUIDATOR
 from protocol.portfolio_margin import PM_LIQUIDATOR
 
@@ -15,7 +15,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "devnet.toml"
 
 def test_anvil_accounts() -> None:
     """The mnemonic gives Anvil's first accounts and keys (published by Foundry)."""
-    accounts = dev_accounts(ANVIL_MNEMONIC, 10)
+    accounts = derive_accounts(ANVIL_MNEMONIC, 10)
     assert len(accounts) == 10
     assert accounts[0].address == "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
     assert accounts[0].private_key == (

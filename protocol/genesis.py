@@ -1,0 +1,42 @@
+"""What the chain holds at height 0 beyond its markets: the genesis funding.
+
+Invariants:
+- Funding is a pure function of its description, so every node that starts, resumes or replays
+  a chain from the same genesis holds the same balances at height 0.
+- Perp USDC arrives as deposits (recorded in the ledger); spot tokens are credited directly.
+- Both liquidators are funded: the standard one with perp USDC, the portfolio-margin one with
+  spot USDC (it repays, from spot, the debts it takes over).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from protocol.chain import Chain
+from protocol.clearinghouse import SPOT_USDC_PER_MICRO
+from protocol.liquidation import LIQUIDATOR
+from protocol.portfolio_margin import PM_LIQUIDATOR
+
+
+class GenesisFunding(msgspec.Struct, frozen=True):
+    accounts: tuple[str, ...]  # lower-case addresses
+    perp_usdc: int  # micro-USDC per account
+    spot: tuple[tuple[int, int], ...]  # (token index, wei) per account
+    liquidator_usdc: int  # micro-USDC per liquidator
+
+
+def fund_genesis(chain: Chain, funding: GenesisFunding, time: int) -> None:
+    clearinghouse = chain.clearinghouse
+    for address in funding.accounts:
+        if funding.perp_usdc:
+            chain.deposit(address, funding.perp_usdc, time)
+        for token, wei in funding.spot:
+            clearinghouse.credit_spot(address, token, wei)
+    if funding.liquidator_usdc:
+        chain.deposit(LIQUIDATOR, funding.liquidator_usdc, time)
+        if clearinghouse.usdc_token >= 0:
+            clearinghouse.credit_spot(
+                PM_LIQUIDATOR,
+                clearinghouse.usdc_token,
+                funding.liquidator_usdc * SPOT_USDC_PER_MICRO,
+            )
