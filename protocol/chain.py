@@ -189,7 +189,9 @@ class Chain:
         self.exchange.on_block_time(time)
         funding: list[FundingUpdate] = []
         if self.prices_driven:
-            settlement = self.funding.on_block(time, self._premiums())
+            # Premiums are read from the books only when this block takes the slot's sample.
+            premiums = self._premiums() if self.funding.wants_sample(time) else {}
+            settlement = self.funding.on_block(time, premiums)
             if settlement is not None:
                 funding = self._pay_funding(settlement)
         self.portfolio.settle()

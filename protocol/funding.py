@@ -192,13 +192,17 @@ class FundingState:
                     self.totals[asset] = 0
                     self.counts[asset] = 0
         self.last_time = block_time
-        slot = block_time // SAMPLE_INTERVAL_MS  # floor: the 5 s slot containing the time
-        if self.last_slot is None or slot > self.last_slot:
-            self.last_slot = slot
+        if self.wants_sample(block_time):
+            self.last_slot = block_time // SAMPLE_INTERVAL_MS  # floor: the slot of the time
             for asset, value in premiums_by_asset.items():
                 self.totals[asset] += value
                 self.counts[asset] += 1
         return settlement
+
+    def wants_sample(self, block_time: int) -> bool:
+        """Whether `on_block` at this time takes a sample (the first block of a 5 s slot), so
+        the caller reads premiums from the books only then."""
+        return self.last_slot is None or block_time // SAMPLE_INTERVAL_MS > self.last_slot
 
     def pending_rate(self, asset: int) -> FundingRate:
         """The rate the hour so far would settle at (what `metaAndAssetCtxs` shows as
