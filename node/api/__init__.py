@@ -1,0 +1,1 @@
+"""The Hyperliquid-compatible API: what `/exchange`, `/info` and `/ws` need around the core."""
