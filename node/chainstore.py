@@ -1,5 +1,5 @@
 """The chain on disk: a data directory holding the block log (genesis first, then every block
-with its state hash), from which a node resumes and a replay re-executes.
+with its state hash and part digests), from which a node resumes and a replay re-executes.
 
 Invariants:
 - A block's record (with its state hash) is durable in the log before any of its results are
@@ -7,6 +7,8 @@ Invariants:
 - Resuming and replaying rebuild the chain from the genesis record alone (the config text it
   started with and its time) and the block records, and check every block's state hash; the
   config file on disk is not read again.
+- A replay that ends a block with another state than the log's raises `ReplayMismatchError`
+  naming the height and the parts of the state that differ (from the record's part digests).
 """
 
 from __future__ import annotations
@@ -30,19 +32,29 @@ from protocol.records import (
     decode_record,
     encode_record,
 )
-from protocol.state_hash import GENESIS_HASH, state_hash
+from protocol.state_hash import GENESIS_HASH, StateDigest, differing_parts, state_digest
 
 log = structlog.get_logger(__name__)
 
 
 class ReplayMismatchError(Exception):
-    """A replayed block ended with another state hash than the log recorded."""
+    """A replayed block ended with another state than the log recorded: `parts` names the parts
+    whose digests differ (empty when the log records no part digests, or when they all match
+    and only the recorded hash differs)."""
 
-    def __init__(self, height: int, recorded: bytes, replayed: bytes) -> None:
-        super().__init__(
-            f"state hash mismatch at height {height}: log {recorded.hex()}, replay {replayed.hex()}"
-        )
+    def __init__(self, height: int, record: BlockRecord, replayed: StateDigest) -> None:
         self.height = height
+        self.parts = differing_parts(record.parts, replayed.parts) if record.parts else []
+        if not record.parts:
+            detail = "the log records no part digests to name the differing parts"
+        elif self.parts:
+            detail = "differing parts: " + ", ".join(self.parts)
+        else:
+            detail = "every part digest matches: the recorded hash is not this state's"
+        super().__init__(
+            f"state hash mismatch at height {height}: log {record.state_hash.hex()}, "
+            f"replay {replayed.hash.hex()}; {detail}"
+        )
 
 
 class BadLogError(Exception):
@@ -68,11 +80,12 @@ class ChainStore:
         self, chain: Chain, height: int, time: int, proposed: list[tuple[str, Action]]
     ) -> bytes:
         """Hash the state the block left, and make the block durable; returns the hash."""
-        digest = state_hash(chain, self.last_hash)
+        digest = state_digest(chain, self.last_hash)
         actions = tuple(ProposedAction(user, action) for user, action in proposed)
-        self.log.append(encode_record(BlockRecord(height, time, actions, digest)))
-        self.last_hash = digest
-        return digest
+        record = BlockRecord(height, time, actions, digest.hash, digest.parts)
+        self.log.append(encode_record(record))
+        self.last_hash = digest.hash
+        return digest.hash
 
 
 class Fixture(msgspec.Struct, frozen=True):
@@ -116,7 +129,7 @@ def replay_records(
     payloads: list[bytes], source: str, to_height: int | None = None, verify: bool = True
 ) -> Loaded:
     """Rebuild the chain from log payloads, up to `to_height` (all by default), checking each
-    block's state hash when `verify`."""
+    block's state hash and part digests when `verify`."""
     if not payloads:
         raise BadLogError("the log is empty: no genesis record")
     genesis = decode_record(payloads[0])
@@ -132,9 +145,11 @@ def replay_records(
         if to_height is not None and record.height > to_height:
             break
         chain.apply_block(record.height, record.time, [(p.user, p.action) for p in record.actions])
-        digest = state_hash(chain, last_hash)
-        if verify and digest != record.state_hash:
-            raise ReplayMismatchError(record.height, record.state_hash, digest)
+        digest = state_digest(chain, last_hash)
+        if verify and (
+            digest.hash != record.state_hash or (record.parts and digest.parts != record.parts)
+        ):
+            raise ReplayMismatchError(record.height, record, digest)
         height, time, last_hash = record.height, record.time, record.state_hash
     return Loaded(config, genesis.time, chain, height, time, last_hash)
 

@@ -7,6 +7,10 @@ Invariants:
   a block, heights consecutive from 1.
 - A block record holds the actions as proposed (signer and action, in proposal order), so a
   replay orders and executes them exactly as the block did.
+- A block record also holds the digest of each part of the state it ended with (`parts`, see
+  `state_digest`), so a replay that ends a block with another state can name the parts that
+  differ. Logs written before the field existed decode with no parts, and replay by their
+  state hashes alone.
 - Records follow msgspec's schema-evolution rules: new fields get defaults, so old logs replay.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import msgspec
 
 from protocol.chain import Action
+from protocol.state_hash import PartDigests
 
 
 class ProposedAction(msgspec.Struct, frozen=True):
@@ -32,6 +37,7 @@ class BlockRecord(msgspec.Struct, frozen=True, tag="block"):
     time: int
     actions: tuple[ProposedAction, ...]
     state_hash: bytes
+    parts: PartDigests = ()
 
 
 LogRecord = GenesisRecord | BlockRecord

@@ -20,6 +20,14 @@ Invariants:
 - `state_hash(chain, previous) = sha256(previous + msgpack(snapshot))`, the encoding
   deterministic (msgspec `order="deterministic"`), so the hash is the same in every process,
   whatever PYTHONHASHSEED.
+- `state_digest` gives that same hash and, from the same encoding pass, a short digest of each
+  part of the state (`PARTS`: the snapshot's top-level fields, the clearinghouse's and the
+  exchange's fields one by one), so a block record can say which parts a replay must match
+  without holding the state. It encodes the snapshot piece by piece and feeds the pieces to the
+  chained hash in order: msgspec writes a struct as a map of its fields in definition order,
+  so the pieces are exactly the bytes of the whole encoding. A part digest is the first
+  `PART_DIGEST_SIZE` bytes of the sha256 of the part's encoding: enough to tell parts apart
+  in a report, while the chained hash stays the integrity check.
 """
 
 from __future__ import annotations
@@ -334,12 +342,85 @@ def encode_snapshot(snapshot: ChainSnapshot) -> bytes:
 
 def state_hash(chain: Chain, previous: bytes) -> bytes:
     """sha256 of the previous block's hash followed by the encoded snapshot of the chain."""
-    return hashlib.sha256(previous + encode_snapshot(chain_snapshot(chain))).digest()
+    return state_digest(chain, previous).hash
 
 
-# Mismatch reports.
+# Part digests and mismatch reports.
 
-_NESTED = ("clearinghouse", "exchange")
+_NESTED = ("clearinghouse", "exchange")  # the parts split into their own fields
+PART_DIGEST_SIZE = 8
+
+PartDigests = tuple[tuple[str, bytes], ...]  # (part name, digest) in `PARTS` order
+
+
+class StateDigest(msgspec.Struct, frozen=True):
+    hash: bytes  # the chained state hash
+    parts: PartDigests
+
+
+class _Field(msgspec.Struct, frozen=True):
+    """One field of a snapshot struct as `state_digest` walks it."""
+
+    attr: str
+    part: str  # its part name, dotted under a split parent
+    key: bytes  # its name as msgpack encodes it, the map key before its value
+    nested: tuple[_Field, ...] | None  # the fields of a split part, else None
+
+
+def _map_header(size: int) -> bytes:
+    """msgpack's header of a map of `size` entries (a fixmap below 16, else a map 16)."""
+    return bytes([0x80 | size]) if size < 16 else b"\xde" + size.to_bytes(2, "big")
+
+
+def _layout(struct: type[msgspec.Struct], prefix: str) -> tuple[_Field, ...]:
+    layout = []
+    for field in msgspec.structs.fields(struct):
+        name = prefix + field.name
+        nested = None
+        if not prefix and field.name in _NESTED:
+            nested = _layout(field.type, name + ".")
+        layout.append(_Field(field.name, name, _ENCODER.encode(field.encode_name), nested))
+    return tuple(layout)
+
+
+_LAYOUT = _layout(ChainSnapshot, "")
+PARTS = tuple(sub.part for field in _LAYOUT for sub in (field.nested if field.nested else (field,)))
+
+
+def state_digest(chain: Chain, previous: bytes) -> StateDigest:
+    """The chained state hash of `chain` (what `state_hash` returns) and its part digests."""
+    whole = hashlib.sha256(previous)
+    parts: list[tuple[str, bytes]] = []
+    _feed(chain_snapshot(chain), _LAYOUT, whole, parts)
+    return StateDigest(whole.digest(), tuple(parts))
+
+
+def _feed(
+    struct: msgspec.Struct,
+    layout: tuple[_Field, ...],
+    whole: hashlib._Hash,
+    parts: list[tuple[str, bytes]],
+) -> None:
+    """Feed `struct`'s encoding to `whole` piece by piece, digesting each part on the way."""
+    whole.update(_map_header(len(layout)))
+    for field in layout:
+        whole.update(field.key)
+        value = getattr(struct, field.attr)
+        if field.nested is not None:
+            _feed(value, field.nested, whole, parts)
+            continue
+        encoded = _ENCODER.encode(value)
+        whole.update(encoded)
+        parts.append((field.part, hashlib.sha256(encoded).digest()[:PART_DIGEST_SIZE]))
+
+
+def differing_parts(recorded: PartDigests, replayed: PartDigests) -> list[str]:
+    """The parts whose digests differ, or that only one side has, in `replayed`'s order then
+    `recorded`'s."""
+    theirs = dict(recorded)
+    ours = dict(replayed)
+    names = [name for name, _ in replayed] + [name for name, _ in recorded if name not in ours]
+    return [name for name in names if theirs.get(name) != ours.get(name)]
 
 
 def state_diff(a: ChainSnapshot, b: ChainSnapshot) -> list[str]:

@@ -1,9 +1,11 @@
-"""The chain on disk: every block logged with its state hash before replies, resume, replay."""
+"""The chain on disk: every block logged with its state hash and part digests before replies,
+resume, replay and its mismatch reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 import trio.testing
@@ -13,10 +15,23 @@ from node.blocks import BlockProducer
 from node.chainstore import ReplayMismatchError, open_store, replay_records
 from node.cli import main
 from node.config import load_config
-from protocol.actions import CreateSubAccountAction, OrderAction, UpdateLeverageAction
-from protocol.chain import Action
+from node.devaccounts import derive_accounts
+from protocol.actions import (
+    CreateSubAccountAction,
+    OrderAction,
+    UpdateLeverageAction,
+    UsdSendAction,
+)
+from protocol.chain import Action, Chain
 from protocol.orders import LimitWire, OrderTypeWire, OrderWire
-from protocol.records import BlockRecord, GenesisRecord, decode_record, encode_record
+from protocol.records import (
+    BlockRecord,
+    GenesisRecord,
+    ProposedAction,
+    decode_record,
+    encode_record,
+)
+from protocol.state_hash import PARTS, state_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "devnet.toml"
@@ -86,16 +101,171 @@ async def test_restart_resumes_from_the_log(
 async def test_a_changed_record_is_a_mismatch(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Replay names the first height whose state hash differs from the log's."""
+    """Replay names the first height whose state hash differs from the log's; when only the
+    recorded hash was changed, every part digest still matches and no part is named."""
     await run_blocks(tmp_path, 3)
     _, payloads = BlockLog.open(tmp_path)
     second = decode_record(payloads[2])
     assert isinstance(second, BlockRecord)
-    forged = BlockRecord(second.height, second.time, second.actions, bytes(32))
-    payloads[2] = encode_record(forged)
+    payloads[2] = encode_record(msgspec.structs.replace(second, state_hash=bytes(32)))
     with pytest.raises(ReplayMismatchError, match="height 2") as exc:
         replay_records(payloads, "test")
     assert exc.value.height == 2
+    assert exc.value.parts == []
+    assert str(exc.value).endswith(
+        "every part digest matches: the recorded hash is not this state's"
+    )
+
+
+# Logs written block by block through a ChainStore, with two funded dev accounts.
+
+CONFIG_TEXT = CONFIG.read_text()
+DEV_A, DEV_B = (
+    account.address for account in derive_accounts(load_config(CONFIG).dev_accounts.mnemonic, 2)
+)
+
+
+def limit(asset: int, is_buy: bool, px: str, sz: str) -> OrderAction:
+    kind = OrderTypeWire(limit=LimitWire("Gtc"))
+    return OrderAction((OrderWire(asset, is_buy, px, sz, False, kind),))
+
+
+def blocks() -> list[list[tuple[str, Action]]]:
+    """Five blocks: a resting BTC bid, a USDC send, a leverage change, two empty blocks."""
+    return [
+        [(DEV_A, limit(0, True, "99000", "0.01"))],
+        [(DEV_B, UsdSendAction(DEV_A, "100"))],
+        [(DEV_A, UpdateLeverageAction(1, True, 7))],
+        [],
+        [],
+    ]
+
+
+def write_log(data_dir: Path, proposed: list[list[tuple[str, Action]]]) -> Chain:
+    """The blocks committed one by one to a new data directory; returns the chain at the end."""
+    config = load_config(CONFIG)
+    store, loaded = open_store(data_dir, config, CONFIG_TEXT, GENESIS_MS)
+    for height, block in enumerate(proposed, start=1):
+        time = GENESIS_MS + height * 1000
+        loaded.chain.apply_block(height, time, block)
+        store.commit(loaded.chain, height, time, block)
+    store.log.close()
+    return loaded.chain
+
+
+def read_log(data_dir: Path) -> list[bytes]:
+    block_log, payloads = BlockLog.open(data_dir)
+    block_log.close()
+    return payloads
+
+
+def block(payloads: list[bytes], height: int) -> BlockRecord:
+    record = decode_record(payloads[height])
+    assert isinstance(record, BlockRecord)
+    return record
+
+
+def test_records_hold_the_part_digests(tmp_path: Path) -> None:
+    """Each block record holds one digest per part of the state, the ones a replay computes;
+    a part's digest changes with that part only."""
+    chain = write_log(tmp_path, blocks())
+    payloads = read_log(tmp_path)
+    last = block(payloads, 5)
+    assert [name for name, _ in last.parts] == list(PARTS)
+    assert last.parts == state_digest(chain, block(payloads, 4).state_hash).parts
+
+    def changed(height: int) -> list[str]:
+        before, after = dict(block(payloads, height - 1).parts), dict(block(payloads, height).parts)
+        return [name for name in PARTS if before[name] != after[name]]
+
+    # Every block moves the funding clock (its last block time) and the reserves' accrual time.
+    assert changed(5) == ["funding", "lending"]
+    # The send moves two balances.
+    assert changed(2) == ["clearinghouse.accounts", "funding", "lending"]
+    # At 3 s the oracle publishes and the marks follow; the leverage change is A's.
+    assert changed(3) == [
+        "mark_time",
+        "clearinghouse.accounts",
+        "clearinghouse.marks",
+        "oracle",
+        "marks",
+        "funding",
+        "lending",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("height", "forged", "parts"),
+    [
+        # A bid twice as big: A's resting notional and the book.
+        (1, (DEV_A, limit(0, True, "99000", "0.02")), ["clearinghouse.accounts", "exchange.books"]),
+        # Another amount sent: the two balances only.
+        (2, (DEV_B, UsdSendAction(DEV_A, "101")), ["clearinghouse.accounts"]),
+    ],
+)
+def test_a_changed_action_names_the_differing_parts(
+    tmp_path: Path, height: int, forged: tuple[str, Action], parts: list[str]
+) -> None:
+    """A forged action changes the state its block ends with: replay names that height and
+    exactly the parts the action touches."""
+    write_log(tmp_path, blocks())
+    payloads = read_log(tmp_path)
+    record = block(payloads, height)
+    forged_action = ProposedAction(*forged)
+    payloads[height] = encode_record(msgspec.structs.replace(record, actions=(forged_action,)))
+    with pytest.raises(ReplayMismatchError) as exc:
+        replay_records(payloads, "test")
+    assert (exc.value.height, exc.value.parts) == (height, parts)
+    assert f"mismatch at height {height}" in str(exc.value)
+    assert str(exc.value).endswith("differing parts: " + ", ".join(parts))
+    assert replay_records(payloads, "test", verify=False).height == 5
+
+
+def test_a_changed_part_digest_is_a_mismatch(tmp_path: Path) -> None:
+    """A record whose state hash is right but one part digest is not is refused too, naming
+    that part."""
+    write_log(tmp_path, blocks())
+    payloads = read_log(tmp_path)
+    record = block(payloads, 3)
+    parts = tuple((n, bytes(8) if n == "funding" else d) for n, d in record.parts)
+    payloads[3] = encode_record(msgspec.structs.replace(record, parts=parts))
+    with pytest.raises(ReplayMismatchError, match="height 3") as exc:
+        replay_records(payloads, "test")
+    assert exc.value.parts == ["funding"]
+
+
+class OldBlockRecord(msgspec.Struct, frozen=True, tag="block"):
+    """A block record as logs were written before the part digests."""
+
+    height: int
+    time: int
+    actions: tuple[ProposedAction, ...]
+    state_hash: bytes
+
+
+def test_old_records_without_parts_decode_and_replay(tmp_path: Path) -> None:
+    """A log written before the part digests existed decodes (no parts) and replays by its
+    state hashes; a mismatch in it is reported without parts."""
+    write_log(tmp_path, blocks())
+    payloads = read_log(tmp_path)
+    old_encoder = msgspec.msgpack.Encoder(order="deterministic")
+    for height in range(1, 6):
+        record = block(payloads, height)
+        old = OldBlockRecord(record.height, record.time, record.actions, record.state_hash)
+        payloads[height] = old_encoder.encode(old)
+        decoded = block(payloads, height)
+        assert decoded.parts == ()
+        assert decoded.state_hash == record.state_hash
+    assert replay_records(payloads, "test").last_hash == block(payloads, 5).state_hash
+    record = block(payloads, 2)
+    forged = OldBlockRecord(
+        2, record.time, (ProposedAction(DEV_B, UsdSendAction(DEV_A, "7")),), record.state_hash
+    )
+    payloads[2] = old_encoder.encode(forged)
+    with pytest.raises(ReplayMismatchError, match="height 2") as exc:
+        replay_records(payloads, "test")
+    assert exc.value.parts == []
+    assert str(exc.value).endswith("the log records no part digests to name the differing parts")
 
 
 def test_cli_start_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
