@@ -21,9 +21,10 @@ Invariants:
   offset and the number of bytes dropped. Any other defect (bad magic, or a bad crc followed by
   more data) is corruption of acknowledged data: `CorruptLogError` is raised, naming the offset
   and the record index, and nothing on disk is changed.
-- Snapshots (`write_snapshot`, `latest_snapshot`) are separate files `snapshot-<height>.bin`,
-  each written atomically (temp file, fsync, rename, directory fsync) and crc-checked on read;
-  a damaged one is skipped with a warning in favour of the next older one.
+- Snapshots (`write_snapshot`, `snapshots`, `prune_snapshots`) are separate files
+  `snapshot-<height>.bin`, each written atomically (temp file, fsync, rename, directory fsync)
+  and crc-checked on read; a damaged one is skipped with a warning in favour of the next older
+  one. Their payload is opaque here too.
 
 `BlockLog.open` reads the whole log into memory, which is fine at devnet sizes.
 """
@@ -34,6 +35,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
@@ -269,22 +271,36 @@ def _read_snapshot(path: Path, height: int) -> bytes:
     return payload
 
 
-def latest_snapshot(data_dir: Path) -> tuple[int, bytes] | None:
-    """The newest valid snapshot in `data_dir` as (height, payload), or None. Damaged snapshots
-    are skipped, each with a warning, in favour of older ones."""
-    data_dir = Path(data_dir)
+def _snapshot_files(data_dir: Path) -> list[tuple[int, Path]]:
+    """The snapshot files of `data_dir` as (height, path), newest first."""
     if not data_dir.is_dir():
-        return None
+        return []
     found: list[tuple[int, Path]] = []
     for entry in data_dir.iterdir():
         match = _SNAPSHOT_NAME.fullmatch(entry.name)
         if match is not None and entry.is_file():
             found.append((int(match.group(1)), entry))
-    for height, path in sorted(found, reverse=True):
+    return sorted(found, reverse=True)
+
+
+def snapshots(data_dir: Path, at_most: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """The valid snapshots in `data_dir` as (height, payload), newest first, those above
+    `at_most` left out. Damaged ones are skipped, each with a warning. A caller that cannot use
+    a snapshot's payload takes the next one."""
+    for height, path in _snapshot_files(Path(data_dir)):
+        if at_most is not None and height > at_most:
+            continue
         try:
-            return height, _read_snapshot(path, height)
+            payload = _read_snapshot(path, height)
         except (OSError, ValueError) as error:
             log.warning(
                 "blocklog snapshot skipped", path=str(path), height=height, reason=str(error)
             )
-    return None
+            continue
+        yield height, payload
+
+
+def prune_snapshots(data_dir: Path, keep: int) -> None:
+    """Delete all but the `keep` newest snapshot files of `data_dir` (valid or not)."""
+    for _, path in _snapshot_files(Path(data_dir))[keep:]:
+        path.unlink(missing_ok=True)

@@ -15,8 +15,9 @@ from node.blocklog import (
     BlockLog,
     BlockLogClosedError,
     CorruptLogError,
-    latest_snapshot,
+    prune_snapshots,
     snapshot_path,
+    snapshots,
     write_snapshot,
 )
 
@@ -198,18 +199,35 @@ def test_snapshot_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert path == snapshot_path(tmp_path, 7)
     assert renames == [(".snapshot-7.bin.tmp", "snapshot-7.bin")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot-7.bin"]
-    assert latest_snapshot(tmp_path) == (7, b"state-7")
+    assert list(snapshots(tmp_path)) == [(7, b"state-7")]
 
 
-def test_latest_snapshot_wins(tmp_path: Path) -> None:
-    """The highest valid snapshot is returned, whatever the order of writing."""
-    assert latest_snapshot(tmp_path) is None
+def test_snapshots_newest_first(tmp_path: Path) -> None:
+    """Snapshots come highest first, whatever the order of writing; `at_most` leaves out the
+    higher ones."""
+    assert list(snapshots(tmp_path)) == []
+    assert list(snapshots(tmp_path / "missing")) == []
     log, _ = BlockLog.open(tmp_path)
     with log:
         log.write_snapshot(100, b"s100")
         log.write_snapshot(20, b"s20")
         log.write_snapshot(9, b"s9")
-    assert latest_snapshot(tmp_path) == (100, b"s100")
+    assert list(snapshots(tmp_path)) == [(100, b"s100"), (20, b"s20"), (9, b"s9")]
+    assert list(snapshots(tmp_path, at_most=99)) == [(20, b"s20"), (9, b"s9")]
+    assert list(snapshots(tmp_path, at_most=20)) == [(20, b"s20"), (9, b"s9")]
+
+
+def test_prune_keeps_the_newest(tmp_path: Path) -> None:
+    """Pruning deletes all but the `keep` highest snapshot files, and nothing else."""
+    for height in (3, 1000, 2000, 10):
+        write_snapshot(tmp_path, height, b"x")
+    (tmp_path / LOG_NAME).write_bytes(b"")
+    prune_snapshots(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        LOG_NAME,
+        "snapshot-1000.bin",
+        "snapshot-2000.bin",
+    ]
 
 
 def test_corrupt_newest_snapshot_falls_back(tmp_path: Path) -> None:
@@ -220,7 +238,7 @@ def test_corrupt_newest_snapshot_falls_back(tmp_path: Path) -> None:
     data[-1] ^= 0x01
     newest.write_bytes(bytes(data))
     with structlog.testing.capture_logs() as logs:
-        assert latest_snapshot(tmp_path) == (10, b"ten")
+        assert next(snapshots(tmp_path)) == (10, b"ten")
     assert len(logs) == 1
     assert logs[0]["log_level"] == "warning"
     assert logs[0]["height"] == 20

@@ -1,18 +1,27 @@
 """The chain on disk: every block logged with its state hash and part digests before replies,
-resume, replay and its mismatch reports."""
+snapshots, resume from a snapshot or the genesis, replay and its mismatch reports."""
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
+import structlog
 import trio
 import trio.testing
 
-from node.blocklog import BlockLog
+from node.blocklog import BlockLog, snapshot_path, snapshots, write_snapshot
 from node.blocks import BlockProducer
-from node.chainstore import ReplayMismatchError, open_store, replay_records
+from node.chainstore import (
+    CODE_FINGERPRINT,
+    ReplayMismatchError,
+    SavedChain,
+    open_store,
+    replay_records,
+)
 from node.cli import main
 from node.config import load_config
 from node.devaccounts import derive_accounts
@@ -31,7 +40,7 @@ from protocol.records import (
     decode_record,
     encode_record,
 )
-from protocol.state_hash import PARTS, state_digest
+from protocol.state_hash import PARTS, chain_snapshot, state_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "devnet.toml"
@@ -141,10 +150,10 @@ def blocks() -> list[list[tuple[str, Action]]]:
     ]
 
 
-def write_log(data_dir: Path, proposed: list[list[tuple[str, Action]]]) -> Chain:
+def write_log(data_dir: Path, proposed: list[list[tuple[str, Action]]], every: int = 1000) -> Chain:
     """The blocks committed one by one to a new data directory; returns the chain at the end."""
     config = load_config(CONFIG)
-    store, loaded = open_store(data_dir, config, CONFIG_TEXT, GENESIS_MS)
+    store, loaded = open_store(data_dir, config, CONFIG_TEXT, GENESIS_MS, snapshot_every=every)
     for height, block in enumerate(proposed, start=1):
         time = GENESIS_MS + height * 1000
         loaded.chain.apply_block(height, time, block)
@@ -266,6 +275,133 @@ def test_old_records_without_parts_decode_and_replay(tmp_path: Path) -> None:
         replay_records(payloads, "test")
     assert exc.value.parts == []
     assert str(exc.value).endswith("the log records no part digests to name the differing parts")
+
+
+# Snapshots.
+
+
+def test_snapshots_hold_the_chain_and_its_hashes(tmp_path: Path) -> None:
+    """Every `snapshot_every` blocks the whole chain is saved with its height, time, previous
+    and own state hashes; only the two newest are kept."""
+    write_log(tmp_path, blocks(), every=2)
+    payloads = read_log(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("snapshot-*")) == [
+        "snapshot-2.bin",
+        "snapshot-4.bin",
+    ]
+    assert next(snapshots(tmp_path))[0] == 4
+    payload = next(snapshots(tmp_path))[1]
+    saved = pickle.loads(payload)
+    assert isinstance(saved, SavedChain)
+    assert (saved.code, saved.height, saved.time) == (CODE_FINGERPRINT, 4, GENESIS_MS + 4000)
+    assert saved.previous_hash == block(payloads, 3).state_hash
+    assert saved.state_hash == block(payloads, 4).state_hash
+    at_4 = replay_records(payloads, "test", to_height=4).chain
+    assert chain_snapshot(saved.chain) == chain_snapshot(at_4)
+
+
+def test_resume_starts_from_the_newest_snapshot(tmp_path: Path) -> None:
+    """Opening the store again resumes from the snapshot at 4 and replays block 5 only, to the
+    state of the full replay; the next block chains on and is logged as usual."""
+    chain = write_log(tmp_path, blocks(), every=2)
+    config = load_config(CONFIG)
+    with structlog.testing.capture_logs() as logs:
+        store, loaded = open_store(tmp_path, config, CONFIG_TEXT, GENESIS_MS, snapshot_every=2)
+    assert [(e["event"], e["from_snapshot"], e["height"]) for e in logs] == [("resumed", 4, 5)]
+    assert (loaded.start_height, loaded.height) == (4, 5)
+    assert chain_snapshot(loaded.chain) == chain_snapshot(chain)
+    assert loaded.last_hash == block(read_log(tmp_path), 5).state_hash
+    time = GENESIS_MS + 6000
+    loaded.chain.apply_block(6, time, [])
+    digest = store.commit(loaded.chain, 6, time, [])
+    store.log.close()
+    assert replay_records(read_log(tmp_path), "test").last_hash == digest
+    assert sorted(p.name for p in tmp_path.glob("snapshot-*")) == [
+        "snapshot-4.bin",
+        "snapshot-6.bin",
+    ]
+
+
+def damage_crc(data_dir: Path) -> str:
+    path = snapshot_path(data_dir, 4)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    return "crc mismatch"
+
+
+def not_a_pickle(data_dir: Path) -> str:
+    write_snapshot(data_dir, 4, b"not a pickle")
+    return "does not unpickle"
+
+
+def resave(data_dir: Path, **changes: object) -> None:
+    saved = pickle.loads(next(snapshots(data_dir))[1])
+    write_snapshot(data_dir, 4, pickle.dumps(msgspec.structs.replace(saved, **changes)))
+
+
+def other_code(data_dir: Path) -> str:
+    resave(data_dir, code=bytes(32))
+    return "written by other protocol code"
+
+
+def wrong_chain(data_dir: Path) -> str:
+    """The chain of height 2 passed off as height 4, with height 4's hashes."""
+    older = pickle.loads(dict(snapshots(data_dir))[2])
+    resave(data_dir, chain=older.chain)
+    return "its chain does not hash to the log's state hash"
+
+
+def wrong_time(data_dir: Path) -> str:
+    resave(data_dir, time=GENESIS_MS)
+    return "its block time or state hash is not the log's"
+
+
+@pytest.mark.parametrize("damage", [damage_crc, not_a_pickle, other_code, wrong_chain, wrong_time])
+def test_an_unusable_snapshot_is_skipped(tmp_path: Path, damage: Callable[[Path], str]) -> None:
+    """A snapshot that is damaged, is not a saved chain of this code, or does not hash to the
+    log's state is skipped with a warning saying why; the next older one is used."""
+    chain = write_log(tmp_path, blocks(), every=2)
+    reason = damage(tmp_path)
+    with structlog.testing.capture_logs() as logs:
+        loaded = replay_records(read_log(tmp_path), "test", snapshot_dir=tmp_path)
+    assert loaded.start_height == 2
+    assert chain_snapshot(loaded.chain) == chain_snapshot(chain)
+    [warning] = logs
+    assert (warning["log_level"], warning["height"]) == ("warning", 4)
+    assert warning["reason"].startswith(reason)
+
+
+def test_no_usable_snapshot_replays_from_the_genesis(tmp_path: Path) -> None:
+    """With every snapshot unusable, or none at most the requested height, the replay starts
+    at the genesis."""
+    write_log(tmp_path, blocks(), every=2)
+    payloads = read_log(tmp_path)
+    assert replay_records(payloads, "test", to_height=1, snapshot_dir=tmp_path).start_height == 0
+    for height in (2, 4):
+        write_snapshot(tmp_path, height, b"junk")
+    with structlog.testing.capture_logs() as logs:
+        loaded = replay_records(payloads, "test", snapshot_dir=tmp_path)
+    assert (loaded.start_height, loaded.height) == (0, 5)
+    assert [e["height"] for e in logs] == [4, 2]
+
+
+def test_a_snapshot_that_cannot_be_written_is_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block is already durable: a failed snapshot write is a warning, and commit returns
+    the block's hash as usual."""
+
+    def full_disk(self: BlockLog, height: int, payload: bytes) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(BlockLog, "write_snapshot", full_disk)
+    with structlog.testing.capture_logs() as logs:
+        chain = write_log(tmp_path, blocks()[:2], every=2)
+    assert [(e["event"], e["height"]) for e in logs] == [("snapshot not written", 2)]
+    assert not list(tmp_path.glob("snapshot-*"))
+    last = block(read_log(tmp_path), 2)
+    assert last.state_hash == state_digest(chain, block(read_log(tmp_path), 1).state_hash).hash
 
 
 def test_cli_start_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
