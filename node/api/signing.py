@@ -35,6 +35,9 @@ Choices (Hyperliquid does not document them):
   cannot replay the action.
 - A user-signed action whose `hyperliquidChain` is not the devnet's network is refused before
   recovery with `Mainnet and testnet require different signature.`.
+- L1 actions are hashed as received, as sdk-api.md 5.1 asks. Hyperliquid itself was seen
+  recovering the same signer from a re-ordered or re-padded order, so it hashes a typed form of
+  the action; the SDK always sends the form it signed, so both agree for it.
 - `approveAgent` without `agentName` is verified with `agentName: ""`, as the SDK signs it
   before it drops the key; a `null` name is a shape error.
 - Left to the caller: that a user-signed action's `time`/`nonce` field equals the request's
