@@ -41,6 +41,7 @@ import protocol
 from node.blocklog import LOG_NAME, BlockLog, prune_snapshots, snapshots
 from node.config import NodeConfig, parse_config
 from node.devaccounts import genesis_funding
+from node.market_maker import maker_funding
 from protocol.chain import Action, Chain
 from protocol.genesis import fund_genesis
 from protocol.records import (
@@ -100,7 +101,9 @@ def new_chain(config: NodeConfig, genesis_time_ms: int) -> Chain:
     """The chain at height 0: markets, prices, reserves, and the genesis funding of the dev
     accounts and liquidators, all from the config."""
     chain = Chain(config.markets, config.oracle_sources, genesis_time_ms, lending=config.lending)
-    fund_genesis(chain, genesis_funding(config.dev_accounts, config.markets), genesis_time_ms)
+    maker = maker_funding(config.market_maker, config.markets)
+    funding = genesis_funding(config.dev_accounts, config.markets, (maker,))
+    fund_genesis(chain, funding, genesis_time_ms)
     return chain
 
 

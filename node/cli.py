@@ -15,6 +15,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import TextIO
@@ -31,8 +32,9 @@ from node.chainstore import (
     open_store,
     replay_records,
 )
-from node.config import DEFAULT_CONFIG_PATH, NodeConfig, load_config, override
+from node.config import DEFAULT_CONFIG_PATH, MINING_MODES, NodeConfig, load_config, override
 from node.devaccounts import derive_accounts
+from node.market_maker import MARKET_MAKER, MarketMaker
 from protocol.markets import ConfigError
 
 EXIT_OK = 0
@@ -89,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="block_time_ms",
         metavar="S",
         help="seconds between blocks (default: the config's node.block_time_ms, else 1)",
+    )
+    start.add_argument(
+        "--mining",
+        choices=MINING_MODES,
+        help="when blocks are made (default: the config's node.mining, else interval)",
+    )
+    start.add_argument(
+        "--market-maker",
+        action=argparse.BooleanOptionalAction,
+        help="run the built-in market maker (default: the config's market_maker.enabled)",
     )
     start.add_argument(
         "--data-dir", metavar="DIR", help="data directory (default: node.data_dir, else data)"
@@ -170,7 +182,8 @@ def banner(config: NodeConfig, genesis_time_ms: int) -> str:
     lines = [
         f"hl-devnet {_version()}: local HyperCore devnet",
         f"  config      {config.source}",
-        f"  block time  {config.block_time_ms} ms (genesis time {genesis_time_ms} ms)",
+        f"  mining      {config.mining}, block time {config.block_time_ms} ms "
+        f"(genesis time {genesis_time_ms} ms)",
         f"  data dir    {config.data_dir} (the block log; an existing one is resumed)",
         f"  perps       {len(markets.perps)}",
     ]
@@ -193,26 +206,37 @@ def banner(config: NodeConfig, genesis_time_ms: int) -> str:
         f"    ({index}) {account.address}  key {account.private_key}"
         for index, account in enumerate(derive_accounts(dev.mnemonic, dev.count))
     )
+    maker = config.market_maker
+    state = "quoting every market" if maker.enabled else "off (funded, not quoting)"
+    lines.append(f"  market maker {MARKET_MAKER} {state}")
     lines.append(f"  HTTP API    arrives in a later version (it will listen on port {config.port})")
     return "\n".join(lines)
 
 
 async def run_node(
-    config: NodeConfig, genesis_time_ms: int, max_blocks: int | None = None
+    config: NodeConfig,
+    genesis_time_ms: int,
+    max_blocks: int | None = None,
+    wall_ms: Callable[[], int] | None = None,
 ) -> BlockProducer:
     """Run the node until SIGINT/SIGTERM or `max_blocks` blocks; returns the stopped producer.
     A stop signal cancels between blocks, never inside one. The chain lives in
     `config.data_dir`: resumed from its log when there is one, else started at
-    `genesis_time_ms` and logged from its genesis."""
+    `genesis_time_ms` and logged from its genesis. `wall_ms` is the clock block times follow
+    (the system clock by default)."""
     store, loaded = open_store(Path(config.data_dir), config, config.text, genesis_time_ms)
-    # Resuming: the next block follows the last logged one by one block time.
-    origin = loaded.time - loaded.height * config.block_time_ms
+    maker = None
+    if config.market_maker.enabled:
+        maker = MarketMaker(config.markets, config.quoting)
     producer = BlockProducer(
         loaded.chain,
-        genesis_time_ms=origin,
+        last_time=loaded.time,
         block_time_ms=config.block_time_ms,
-        store=store,
         height=loaded.height,
+        mining=config.mining,
+        store=store,
+        maker=maker,
+        wall_ms=wall_ms or _system_clock_ms(),
     )
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
@@ -229,9 +253,16 @@ async def run_node(
 
             nursery.start_soon(stop_on_signal)
             await nursery.start(produce)
-            log.info("devnet started", block_time_ms=config.block_time_ms)
+            log.info("devnet started", mining=config.mining, block_time_ms=config.block_time_ms)
     log.info("devnet stopped", height=producer.height, time=producer.time)
     return producer
+
+
+def _system_clock_ms() -> Callable[[], int]:
+    """The system clock in ms, read once and then followed on trio's monotonic clock, so block
+    times never step backwards when the system clock is adjusted."""
+    anchor_ms, anchor = time.time_ns() // 1_000_000, trio.current_time()
+    return lambda: anchor_ms + round((trio.current_time() - anchor) * 1000)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -239,8 +270,10 @@ def _start(args: argparse.Namespace) -> int:
         config = override(
             load_config(args.config),
             block_time_ms=args.block_time_ms,
+            mining=args.mining,
             data_dir=args.data_dir,
             port=args.port,
+            market_maker=args.market_maker,
         )
     except ConfigError as exc:
         print(f"devnet: error: {exc}", file=sys.stderr)

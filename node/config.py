@@ -1,6 +1,6 @@
 """Node configuration: one TOML file with the `[genesis]` markets, the `[oracle]` price source of
-every perp, the optional `[lending]` reserves (the pre-alpha defaults when absent), and optional
-`[node]` settings.
+every perp, the optional `[lending]` reserves (the pre-alpha defaults when absent), the optional
+`[dev_accounts]` and `[market_maker]` (funding and quoting), and optional `[node]` settings.
 
 Invariants:
 - A `NodeConfig` is valid once built: `load_config`, `parse_config` and `override` check every
@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from node.devaccounts import DevAccountsSpec, parse_funding
+from node.market_maker import MarketMakerSpec, Quoting, maker_funding, parse_quoting
 from protocol.lending import ReserveParams, load_lending
 from protocol.markets import ConfigError as MarketsConfigError
 from protocol.markets import Markets, load_markets
@@ -30,7 +31,8 @@ DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_DATA_DIR = "data"
 DEFAULT_PORT = 3001
 MAX_PORT = 65_535
-KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending", "dev_accounts"})
+KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending", "dev_accounts", "market_maker"})
+MINING_MODES = ("interval", "instant", "mixed", "manual")
 
 
 class ConfigError(MarketsConfigError):
@@ -42,7 +44,10 @@ class NodeConfig(msgspec.Struct, frozen=True):
     oracle_sources: dict[int, Source]
     lending: dict[int, ReserveParams]
     dev_accounts: DevAccountsSpec
+    market_maker: MarketMakerSpec
+    quoting: Quoting  # the market maker's settings, parsed
     block_time_ms: int = DEFAULT_BLOCK_TIME_MS
+    mining: str = "interval"  # one of MINING_MODES
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
     source: str = "<config>"  # where the config came from, for messages and the banner
@@ -53,11 +58,14 @@ class _NodeSpec(msgspec.Struct, forbid_unknown_fields=True):
     """The `[node]` table as written."""
 
     block_time_ms: int = DEFAULT_BLOCK_TIME_MS
+    mining: str = "interval"
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
 
 
-def _check_settings(block_time_ms: int, data_dir: str, port: int) -> None:
+def _check_settings(block_time_ms: int, mining: str, data_dir: str, port: int) -> None:
+    if mining not in MINING_MODES:
+        raise ConfigError(f"node.mining: {mining!r} is not one of {', '.join(MINING_MODES)}")
     if block_time_ms < 1:
         raise ConfigError(f"node.block_time_ms: {block_time_ms} is not a positive number of ms")
     if not data_dir:
@@ -72,7 +80,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     if unknown:
         raise ConfigError(
             f"unknown table(s) {', '.join(unknown)}; "
-            "expected genesis, oracle, lending, dev_accounts and node"
+            "expected genesis, oracle, lending, dev_accounts, market_maker and node"
         )
     genesis = raw.get("genesis")
     if genesis is None:
@@ -100,12 +108,34 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
         dev = msgspec.structs.replace(dev, spot=known)
     parse_funding(dev, markets)  # refuse bad amounts at load time
     try:
+        maker = msgspec.convert(raw.get("market_maker", {}), MarketMakerSpec)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"market_maker: {exc}") from exc
+    if "spot" not in raw.get("market_maker", {}):
+        known = {name: amount for name, amount in maker.spot.items() if markets.token_by_name(name)}
+        maker = msgspec.structs.replace(maker, spot=known)
+    if "spot_prices" not in raw.get("market_maker", {}):
+        known = {name: px for name, px in maker.spot_prices.items() if markets.token_by_name(name)}
+        maker = msgspec.structs.replace(maker, spot_prices=known)
+    maker_funding(maker, markets)
+    quoting = parse_quoting(maker, markets)
+    try:
         spec = msgspec.convert(raw.get("node", {}), _NodeSpec)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"node: {exc}") from exc
-    _check_settings(spec.block_time_ms, spec.data_dir, spec.port)
+    _check_settings(spec.block_time_ms, spec.mining, spec.data_dir, spec.port)
     return NodeConfig(
-        markets, sources, reserves, dev, spec.block_time_ms, spec.data_dir, spec.port, source
+        markets,
+        sources,
+        reserves,
+        dev,
+        maker,
+        quoting,
+        spec.block_time_ms,
+        spec.mining,
+        spec.data_dir,
+        spec.port,
+        source,
     )
 
 
@@ -134,14 +164,25 @@ def override(
     config: NodeConfig,
     *,
     block_time_ms: int | None = None,
+    mining: str | None = None,
     data_dir: str | None = None,
     port: int | None = None,
+    market_maker: bool | None = None,
 ) -> NodeConfig:
     """`config` with the given settings replaced (command-line options), checked again."""
     block_time_ms = config.block_time_ms if block_time_ms is None else block_time_ms
+    mining = config.mining if mining is None else mining
     data_dir = config.data_dir if data_dir is None else data_dir
     port = config.port if port is None else port
-    _check_settings(block_time_ms, data_dir, port)
+    _check_settings(block_time_ms, mining, data_dir, port)
+    maker = config.market_maker
+    if market_maker is not None:
+        maker = msgspec.structs.replace(maker, enabled=market_maker)
     return msgspec.structs.replace(
-        config, block_time_ms=block_time_ms, data_dir=data_dir, port=port
+        config,
+        block_time_ms=block_time_ms,
+        mining=mining,
+        data_dir=data_dir,
+        port=port,
+        market_maker=maker,
     )

@@ -16,7 +16,7 @@ import msgspec
 from eth_account import Account
 
 from protocol.fixed import USD_DECIMALS, parse_fixed
-from protocol.genesis import GenesisFunding
+from protocol.genesis import AccountFunding, GenesisFunding
 from protocol.markets import ConfigError, Markets
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -61,27 +61,38 @@ class DevFunding(msgspec.Struct, frozen=True):
 
 def parse_funding(spec: DevAccountsSpec, markets: Markets) -> DevFunding:
     """The amounts of the table, exactly; ConfigError names a bad one."""
-    spot: list[tuple[int, int]] = []
-    for name, text in sorted(spec.spot.items()):
-        token = markets.token_by_name(name)
-        if token is None:
-            raise ConfigError(f"dev_accounts.spot: unknown token {name!r}")
-        spot.append((token.index, _amount(text, token.wei_decimals, f"dev_accounts.spot.{name}")))
     return DevFunding(
-        _amount(spec.perp_usdc, USD_DECIMALS, "dev_accounts.perp_usdc"),
-        tuple(spot),
-        _amount(spec.liquidator_usdc, USD_DECIMALS, "dev_accounts.liquidator_usdc"),
+        parse_amount(spec.perp_usdc, USD_DECIMALS, "dev_accounts.perp_usdc"),
+        parse_spot_amounts(spec.spot, markets, "dev_accounts.spot"),
+        parse_amount(spec.liquidator_usdc, USD_DECIMALS, "dev_accounts.liquidator_usdc"),
     )
 
 
-def genesis_funding(spec: DevAccountsSpec, markets: Markets) -> GenesisFunding:
-    """The protocol's genesis funding for the dev accounts the table describes."""
+def parse_spot_amounts(
+    spot: dict[str, str], markets: Markets, where: str
+) -> tuple[tuple[int, int], ...]:
+    """Token name -> amount in token units, as (token index, wei) in name order."""
+    amounts: list[tuple[int, int]] = []
+    for name, text in sorted(spot.items()):
+        token = markets.token_by_name(name)
+        if token is None:
+            raise ConfigError(f"{where}: unknown token {name!r}")
+        amounts.append((token.index, parse_amount(text, token.wei_decimals, f"{where}.{name}")))
+    return tuple(amounts)
+
+
+def genesis_funding(
+    spec: DevAccountsSpec, markets: Markets, others: tuple[AccountFunding, ...] = ()
+) -> GenesisFunding:
+    """The protocol's genesis funding for the dev accounts the table describes, and `others`."""
     funding = parse_funding(spec, markets)
     addresses = tuple(a.address for a in derive_accounts(spec.mnemonic, spec.count))
-    return GenesisFunding(addresses, funding.perp_usdc, funding.spot, funding.liquidator_usdc)
+    return GenesisFunding(
+        addresses, funding.perp_usdc, funding.spot, funding.liquidator_usdc, others
+    )
 
 
-def _amount(text: str, decimals: int, where: str) -> int:
+def parse_amount(text: str, decimals: int, where: str) -> int:
     value = parse_fixed(text, decimals)
     if value is None or value < 0:
         raise ConfigError(f"{where}: {text!r} is not an amount with <= {decimals} decimals")

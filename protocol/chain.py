@@ -166,7 +166,9 @@ class Chain:
     def apply_block(
         self, height: int, time: int, proposed: list[tuple[str, Action]]
     ) -> BlockOutput:
-        """Run one block. Phases, in this order:
+        """Run one block: the phases below, in this order. The node's actors run the same
+        phases one message each (node/actors.py); this sequential form is what replay and the
+        protocol tests use, so the two cannot drift apart.
         1. prices: the oracle publishes (every 3 s) and the marks follow;
         2. interest: every lending reserve accrues to the block time;
         3. the actions, sorted into the three classes (stable within a class);
@@ -175,28 +177,72 @@ class Chain:
         5. portfolio margin settles: shortfalls borrowed, surpluses repaid, idle USDC supplied;
         6. liquidation: standard accounts below maintenance, then portfolio-margin accounts
            whose ratio is above 0.95."""
-        if self.prices_driven and self.oracle.update(time):
+        published = self.publish_oracle(time)
+        self.accrue_interest(time)  # reads no price: its place before the marks is free
+        self.update_marks(time, published)
+        executed = self.execute_actions(time, proposed)
+        funding = self.run_timed_passes(time)
+        self.settle_portfolio()
+        self.liquidate(time)
+        return self.end_block(height, time, executed, funding)
+
+    # The phases, each the rule of one actor.
+
+    def publish_oracle(self, time: int) -> bool:
+        """Phase 1 (oracle): whether the oracle published new prices at `time`."""
+        return self.prices_driven and self.oracle.update(time)
+
+    def update_marks(self, time: int, published: bool) -> None:
+        """Phase 1 (matching, which holds the books the marks read): after a publication every
+        perp's mark follows the new oracle price and the book."""
+        if published:
             self._update_marks(time)
+
+    def accrue_interest(self, time: int) -> None:
+        """Phase 2 (lending)."""
         self.lending.accrue(time)
+
+    def execute_actions(
+        self, time: int, proposed: list[tuple[str, Action]]
+    ) -> list[ExecutedAction]:
+        """Phase 3 (matching): the block's actions in the three-class order."""
         ordered = order_block_actions(list(enumerate(proposed)), lambda entry: entry[1][1])
-        executed = [
+        return [
             ExecutedAction(index, user, action, self.execute(user, action, time))
             for index, (user, action) in ordered
         ]
+
+    def run_timed_passes(self, time: int) -> list[FundingUpdate]:
+        """Phase 4 (matching): TP/SL triggers, scheduled cancels, funding."""
         if self.prices_driven:
             for perp in self.markets.perps:
                 self.exchange.on_mark(perp.asset, self.clearinghouse.mark(perp.asset), time)
         self.exchange.on_block_time(time)
-        funding: list[FundingUpdate] = []
-        if self.prices_driven:
-            # Premiums are read from the books only when this block takes the slot's sample.
-            premiums = self._premiums() if self.funding.wants_sample(time) else {}
-            settlement = self.funding.on_block(time, premiums)
-            if settlement is not None:
-                funding = self._pay_funding(settlement)
+        if not self.prices_driven:
+            return []
+        # Premiums are read from the books only when this block takes the slot's sample.
+        premiums = self._premiums() if self.funding.wants_sample(time) else {}
+        settlement = self.funding.on_block(time, premiums)
+        return [] if settlement is None else self._pay_funding(settlement)
+
+    def settle_portfolio(self) -> None:
+        """Phase 5 (lending): portfolio-margin debts move to their targets, idle USDC is
+        supplied."""
         self.portfolio.settle()
+
+    def liquidate(self, time: int) -> None:
+        """Phase 6 (margin monitor): standard accounts, then portfolio-margin accounts."""
         self.ledger.extend(self.liquidator.run(time))
         self.ledger.extend(self.portfolio.liquidate(time))
+
+    def end_block(
+        self,
+        height: int,
+        time: int,
+        executed: list[ExecutedAction],
+        funding: list[FundingUpdate],
+    ) -> BlockOutput:
+        """The block's output: its actions and the events its phases left."""
         fills, updates = self.exchange.take_events()
         ledger, self.ledger = self.ledger, []
         return BlockOutput(

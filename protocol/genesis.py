@@ -18,20 +18,28 @@ from protocol.liquidation import LIQUIDATOR
 from protocol.portfolio_margin import PM_LIQUIDATOR
 
 
+class AccountFunding(msgspec.Struct, frozen=True):
+    address: str  # lower case
+    perp_usdc: int  # micro-USDC
+    spot: tuple[tuple[int, int], ...]  # (token index, wei)
+
+
 class GenesisFunding(msgspec.Struct, frozen=True):
     accounts: tuple[str, ...]  # lower-case addresses
     perp_usdc: int  # micro-USDC per account
     spot: tuple[tuple[int, int], ...]  # (token index, wei) per account
     liquidator_usdc: int  # micro-USDC per liquidator
+    others: tuple[AccountFunding, ...] = ()  # accounts with their own amounts (market maker)
 
 
 def fund_genesis(chain: Chain, funding: GenesisFunding, time: int) -> None:
     clearinghouse = chain.clearinghouse
-    for address in funding.accounts:
-        if funding.perp_usdc:
-            chain.deposit(address, funding.perp_usdc, time)
-        for token, wei in funding.spot:
-            clearinghouse.credit_spot(address, token, wei)
+    accounts = [AccountFunding(a, funding.perp_usdc, funding.spot) for a in funding.accounts]
+    for account in (*accounts, *funding.others):
+        if account.perp_usdc:
+            chain.deposit(account.address, account.perp_usdc, time)
+        for token, wei in account.spot:
+            clearinghouse.credit_spot(account.address, token, wei)
     if funding.liquidator_usdc:
         chain.deposit(LIQUIDATOR, funding.liquidator_usdc, time)
         if clearinghouse.usdc_token >= 0:

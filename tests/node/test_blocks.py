@@ -9,6 +9,7 @@ import structlog
 import trio
 import trio.testing
 
+from node.actors import BlockEvent
 from node.blocks import ActionResult, BlockProducer, ProducerStoppedError, SubmitAction
 from protocol.actions import (
     CancelAction,
@@ -37,16 +38,21 @@ GENESIS: dict[str, Any] = {
 }
 
 
-def make_producer(blocks: list[BlockOutput] | None = None) -> BlockProducer:
+def make_producer(**options: Any) -> BlockProducer:
     chain = Chain(load_markets(GENESIS))
     for user in (ALICE, BOB, CAROL):
         chain.clearinghouse.credit_usd(user, 100_000 * USD_SCALE)
-    return BlockProducer(
-        chain,
-        genesis_time_ms=GENESIS_MS,
-        block_time_ms=BLOCK_MS,
-        on_block=None if blocks is None else blocks.append,
-    )
+    return BlockProducer(chain, last_time=GENESIS_MS, block_time_ms=BLOCK_MS, **options)
+
+
+def drain(subscription: trio.MemoryReceiveChannel[BlockEvent]) -> list[BlockOutput]:
+    """The blocks a subscription got, once the producer has stopped."""
+    blocks = []
+    while True:
+        try:
+            blocks.append(subscription.receive_nowait().output)
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return blocks
 
 
 def limit(tif: str, is_buy: bool, px: str = "50000", sz: str = "0.01") -> OrderAction:
@@ -66,15 +72,17 @@ async def send(
 async def test_blocks_tick_every_block_time(autojump_clock: trio.testing.MockClock) -> None:
     blocks: list[BlockOutput] = []
     ticks: list[float] = []
-
-    def on_block(block: BlockOutput) -> None:
-        blocks.append(block)
-        ticks.append(trio.current_time())
-
     producer = make_producer()
-    producer.on_block = on_block
+    subscription = producer.subscribe()
+
+    async def watch() -> None:
+        async for event in subscription:
+            blocks.append(event.output)
+            ticks.append(trio.current_time())
+
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
         await nursery.start(producer.run, 3)
         await trio.sleep(0.5)
         assert (producer.height, producer.time) == (0, GENESIS_MS)
@@ -108,8 +116,8 @@ async def test_action_runs_in_the_next_block(autojump_clock: trio.testing.MockCl
 async def test_alo_submitted_after_gtc_executes_first(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocks: list[BlockOutput] = []
-    producer = make_producer(blocks)
+    producer = make_producer()
+    subscription = producer.subscribe()
     async with trio.open_nursery() as nursery:
         await nursery.start(producer.run, 1)
         gtc = await send(producer, ALICE, limit("Gtc", True))
@@ -121,7 +129,7 @@ async def test_alo_submitted_after_gtc_executes_first(
     assert gtc_result.response == OrderResponse(
         (Filled(oid=2, total_sz=1000, total_ntl=500 * USD_SCALE),)
     )
-    [block] = blocks
+    [block] = drain(subscription)
     assert [a.user for a in block.actions] == [BOB, ALICE]
     assert [(f.user, f.oid, f.crossed) for f in block.fills] == [(BOB, 1, False), (ALICE, 2, True)]
 
@@ -129,8 +137,8 @@ async def test_alo_submitted_after_gtc_executes_first(
 async def test_three_classes_no_gtc_ioc_then_cancels_then_gtc_ioc(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocks: list[BlockOutput] = []
-    producer = make_producer(blocks)
+    producer = make_producer()
+    subscription = producer.subscribe()
     async with trio.open_nursery() as nursery:
         await nursery.start(producer.run, 2)
         resting = await producer.submit(BOB, limit("Alo", False))  # block 1: oid 1 rests
@@ -138,7 +146,7 @@ async def test_three_classes_no_gtc_ioc_then_cancels_then_gtc_ioc(
         gtc = await send(producer, ALICE, limit("Gtc", True))
         cancel = await send(producer, BOB, CancelAction(cancels=(CancelWire(a=BTC, o=1),)))
         alo = await send(producer, CAROL, limit("Alo", True, px="49000"))
-    block = blocks[1]
+    block = drain(subscription)[1]
     assert [a.user for a in block.actions] == [CAROL, BOB, ALICE]
     assert alo.receive_nowait().response == OrderResponse((Resting(2),))
     assert cancel.receive_nowait().response == CancelResponse(("success",))
@@ -161,7 +169,9 @@ async def test_one_log_line_per_block(autojump_clock: trio.testing.MockClock) ->
             "time": GENESIS_MS + 1000,
             "actions": 1,
             "fills": 0,
+            "liquidations": 0,
             "hash": "",
+            "took_ms": 0.0,
         },
         {
             "event": "block",
@@ -170,7 +180,9 @@ async def test_one_log_line_per_block(autojump_clock: trio.testing.MockClock) ->
             "time": GENESIS_MS + 2000,
             "actions": 0,
             "fills": 0,
+            "liquidations": 0,
             "hash": "",
+            "took_ms": 0.0,
         },
     ]
 
@@ -178,14 +190,14 @@ async def test_one_log_line_per_block(autojump_clock: trio.testing.MockClock) ->
 async def test_a_reply_that_does_not_fit_is_dropped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    blocks: list[BlockOutput] = []
-    producer = make_producer(blocks)
+    producer = make_producer()
+    subscription = producer.subscribe()
     reply, answer = trio.open_memory_channel[ActionResult](0)  # no buffer: cannot take it
     async with trio.open_nursery() as nursery:
         await nursery.start(producer.run, 1)
         await producer.inbox.send(SubmitAction(ALICE, limit("Gtc", True), reply))
         later = await send(producer, BOB, NoopAction())
-    assert [a.user for a in blocks[0].actions] == [BOB, ALICE]
+    assert [a.user for a in drain(subscription)[0].actions] == [BOB, ALICE]
     assert later.receive_nowait().height == 1
     with pytest.raises(trio.WouldBlock):
         answer.receive_nowait()
@@ -206,3 +218,104 @@ async def test_stopping_releases_waiting_submitters(
         await producer.submit(ALICE, NoopAction())
     with pytest.raises(RuntimeError):
         await producer.run()
+
+
+async def test_instant_mining_makes_a_block_per_action(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    producer = make_producer(mining="instant")
+    subscription = producer.subscribe()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(producer.run)
+        await trio.sleep(5)
+        assert producer.height == 0  # no empty blocks
+        first = await producer.submit(ALICE, NoopAction())
+        second = await producer.submit(BOB, NoopAction())
+        nursery.cancel_scope.cancel()
+    # At once, stamped with the clock (5 s after the genesis), then 1 ms later at least.
+    assert (first.height, first.time) == (1, GENESIS_MS + 5000)
+    assert (second.height, second.time) == (2, GENESIS_MS + 5001)
+    assert [len(b.actions) for b in drain(subscription)] == [1, 1]
+
+
+async def test_mixed_mining_adds_empty_blocks_between_actions(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    producer = make_producer(mining="mixed")
+    subscription = producer.subscribe()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(producer.run)
+        await trio.sleep(2.5)  # two empty blocks, at 1 s and 2 s
+        result = await producer.submit(ALICE, NoopAction())  # at once, at 2.5 s
+        await trio.sleep(1.2)  # the next empty block is one block time after that one
+        nursery.cancel_scope.cancel()
+    assert (result.height, result.time) == (3, GENESIS_MS + 2500)
+    blocks = drain(subscription)
+    assert [(b.time - GENESIS_MS, len(b.actions)) for b in blocks] == [
+        (1000, 0),
+        (2000, 0),
+        (2500, 1),
+        (3500, 0),
+    ]
+
+
+async def test_manual_mining_spaces_blocks_by_dt_without_sleeping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    producer = make_producer(mining="manual")
+    subscription = producer.subscribe(100)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(producer.run)
+        await trio.sleep(10)
+        assert producer.height == 0
+        answer = await send(producer, ALICE, NoopAction())
+        start = trio.current_time()
+        mined = await producer.mine(3, dt_ms=60_000)
+        assert trio.current_time() == start  # no sleeping
+        advanced = await producer.advance_time(3_600_000)
+        again = await producer.mine(1)
+        nursery.cancel_scope.cancel()
+    assert (mined.height, mined.time, mined.mode) == (3, GENESIS_MS + 180_000, "manual")
+    # The chain clock is not behind the last block after mining ahead of the wall clock.
+    assert mined.chain_time >= mined.time
+    assert advanced.chain_time >= GENESIS_MS + 180_000 + 3_600_000
+    # An advance moves the next mined block too: last + advance + dt (the block time).
+    assert again.time == GENESIS_MS + 180_000 + 3_600_000 + BLOCK_MS
+    assert answer.receive_nowait().height == 1
+    assert [b.time - GENESIS_MS for b in drain(subscription)] == [
+        60_000,
+        120_000,
+        180_000,
+        180_000 + 3_600_000 + 1000,
+    ]
+
+
+async def test_switching_modes_never_moves_time_backwards(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    producer = make_producer(mining="manual")
+    subscription = producer.subscribe(100)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(producer.run)
+        await producer.mine(2, dt_ms=30_000)  # 60 s ahead of the wall clock
+        switched = await producer.set_mining("interval", block_time_ms=500)
+        await trio.sleep(1.2)  # two interval blocks
+        advanced = await producer.advance_time(10_000)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    assert (switched.mode, switched.block_time_ms) == ("interval", 500)
+    times = [b.time - GENESIS_MS for b in drain(subscription)]
+    # Interval blocks continue from the chain clock, which mining put at the last block.
+    assert times == [30_000, 60_000, 60_500, 61_000, 71_500]
+    assert advanced.chain_time == GENESIS_MS + 71_200
+
+
+async def test_a_control_during_shutdown_is_released(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    producer = make_producer(mining="manual")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(producer.run)
+        nursery.cancel_scope.cancel()
+    with pytest.raises(ProducerStoppedError):
+        await producer.mine(1)

@@ -59,7 +59,7 @@ async def run_blocks(data_dir: Path, blocks: int) -> BlockProducer:
     store, loaded = open_store(data_dir, config, config.text, GENESIS_MS)
     producer = BlockProducer(
         loaded.chain,
-        genesis_time_ms=loaded.time - loaded.height * config.block_time_ms,
+        last_time=loaded.time,
         block_time_ms=config.block_time_ms,
         store=store,
         height=loaded.height,

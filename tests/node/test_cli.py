@@ -58,12 +58,14 @@ def test_start_runs_two_blocks(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--log-format", "json"]) == 0
     out, err = capsys.readouterr()
     blocks = [e for e in json_events(err) if e["event"] == "block"]
-    assert [(b["height"], b["actions"], b["fills"]) for b in blocks] == [(1, 0, 0), (2, 0, 0)]
+    # Block 1 holds the market maker's first quotes: its cancels (of nothing yet) and orders.
+    assert [(b["height"], b["actions"], b["fills"]) for b in blocks] == [(1, 2, 0), (2, 0, 0)]
     first, second = (b["time"] for b in blocks)
-    assert isinstance(first, int) and second == first + 10
+    assert isinstance(first, int) and isinstance(second, int) and second > first
     assert json_events(err)[-1]["event"] == "devnet stopped"
     # The banner: every market with its asset id, the block time, the data dir, the API note.
-    assert "block time  10 ms" in out
+    assert "mining      interval, block time 10 ms" in out
+    assert "market maker 0xcccccccccccccccccccccccccccccccccccccccc quoting" in out
     assert "data dir    data" in out
     for asset, coin in [(0, "BTC"), (7, "AVAX"), (10000, "PURR/USDC"), (10002, "@2")]:
         assert f"{asset:>5}  {coin}" in out
@@ -89,9 +91,11 @@ def test_command_line_overrides_the_config(
     config = tmp_path / "devnet.toml"
     config.write_text(GENESIS + "\n[node]\nblock_time_ms = 5000\nport = 4000\n")
     argv = ["start", "--config", str(config), "--blocks", "1", "--block-time", "0.002"]
-    assert main([*argv, "--data-dir", "elsewhere", "--port", "4001"]) == 0
+    options = ["--mining", "mixed", "--no-market-maker"]
+    assert main([*argv, *options, "--data-dir", "elsewhere", "--port", "4001"]) == 0
     out, _ = capsys.readouterr()
-    assert "block time  2 ms" in out
+    assert "mining      mixed, block time 2 ms" in out
+    assert "off (funded, not quoting)" in out
     assert "data dir    elsewhere" in out
     assert "port 4001" in out
 

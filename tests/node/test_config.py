@@ -24,18 +24,59 @@ def test_default_config_loads_with_default_node_settings() -> None:
 
 def test_node_table_sets_node_settings() -> None:
     raw = tomllib.loads(CONFIG.read_text())
-    raw["node"] = {"block_time_ms": 250, "data_dir": "/tmp/devnet", "port": 0}
+    raw["node"] = {"block_time_ms": 250, "mining": "manual", "data_dir": "/tmp/devnet", "port": 0}
     config = parse_config(raw, "inline")
     assert config == NodeConfig(
         config.markets,
         config.oracle_sources,
         config.lending,
         config.dev_accounts,
+        config.market_maker,
+        config.quoting,
         250,
+        "manual",
         "/tmp/devnet",
         0,
         "inline",
     )
+
+
+def test_market_maker_table() -> None:
+    raw = tomllib.loads(CONFIG.read_text())
+    raw["market_maker"] = {"levels": 2, "spread_bps": 5, "level_usdc": "1000.5"}
+    config = parse_config(raw, "inline")
+    assert config.market_maker.enabled
+    assert (config.quoting.levels, config.quoting.spread_bps) == (2, 5)
+    assert config.quoting.level_micro == 1_000_500_000
+    # PURR/USDC (asset 10000, 8 - szDecimals 0 = 8 price decimals) has no perp: 0.2 from the
+    # default spot_prices.
+    assert config.quoting.spot_refs == ((10_000, 20_000_000),)
+    assert not override(config, market_maker=False).market_maker.enabled
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"levels": 0}, "market_maker.levels"),
+        ({"spread_bps": 0}, "market_maker.spread_bps"),
+        ({"level_usdc": "-1"}, "market_maker.level_usdc"),
+        ({"spot_prices": {"NOPE": "1"}}, "no NOPE/USDC spot pair"),
+        ({"spot": {"NOPE": "1"}}, "market_maker.spot: unknown token"),
+        ({"colour": "red"}, "market_maker"),
+    ],
+)
+def test_bad_market_maker_table(table: dict[str, object], message: str) -> None:
+    raw = tomllib.loads(CONFIG.read_text())
+    raw["market_maker"] = table
+    with pytest.raises(MarketsConfigError, match=message):
+        parse_config(raw, "inline")
+
+
+def test_unknown_mining_mode() -> None:
+    raw = tomllib.loads(CONFIG.read_text())
+    raw["node"] = {"mining": "sometimes"}
+    with pytest.raises(ConfigError, match=r"node\.mining"):
+        parse_config(raw, "inline")
 
 
 def test_override_replaces_and_checks() -> None:
