@@ -87,7 +87,7 @@ ExchangeAction = (
 TradingAction = ExchangeAction | UpdateLeverageAction | UpdateIsolatedMarginAction
 
 
-class _UserSigned(_Action, frozen=True, kw_only=True, rename="camel"):
+class UserSigned(_Action, frozen=True, kw_only=True, rename="camel"):
     """A user-signed action (EIP-712 HyperliquidSignTransaction): the signature fields travel
     in the action and are checked by the API layer."""
 
@@ -98,32 +98,32 @@ class _UserSigned(_Action, frozen=True, kw_only=True, rename="camel"):
 # User-signed transfers: amounts are decimal strings as the SDK sends them.
 
 
-class UsdClassTransferAction(_UserSigned, frozen=True, tag="usdClassTransfer", rename="camel"):
+class UsdClassTransferAction(UserSigned, frozen=True, tag="usdClassTransfer", rename="camel"):
     amount: str
     to_perp: bool
     nonce: int = 0
 
 
-class UsdSendAction(_UserSigned, frozen=True, tag="usdSend", rename="camel"):
+class UsdSendAction(UserSigned, frozen=True, tag="usdSend", rename="camel"):
     destination: str
     amount: str
     time: int = 0
 
 
-class SpotSendAction(_UserSigned, frozen=True, tag="spotSend", rename="camel"):
+class SpotSendAction(UserSigned, frozen=True, tag="spotSend", rename="camel"):
     destination: str
     token: str
     amount: str
     time: int = 0
 
 
-class Withdraw3Action(_UserSigned, frozen=True, tag="withdraw3", rename="camel"):
+class Withdraw3Action(UserSigned, frozen=True, tag="withdraw3", rename="camel"):
     destination: str
     amount: str
     time: int = 0
 
 
-class SendAssetAction(_UserSigned, frozen=True, tag="sendAsset", rename="camel"):
+class SendAssetAction(UserSigned, frozen=True, tag="sendAsset", rename="camel"):
     destination: str
     source_dex: str
     destination_dex: str
@@ -152,7 +152,7 @@ class SubAccountSpotTransferAction(
     amount: str
 
 
-class UserSetAbstractionAction(_UserSigned, frozen=True, tag="userSetAbstraction", rename="camel"):
+class UserSetAbstractionAction(UserSigned, frozen=True, tag="userSetAbstraction", rename="camel"):
     user: str
     abstraction: str
     nonce: int = 0
@@ -169,6 +169,42 @@ class BorrowLendAction(_Action, frozen=True, tag="borrowLend"):
     operation: str  # "supply" | "withdraw" | "borrow" | "repay"
     token: int
     amount: str | None = None  # None: everything (withdraw the supply, repay the debt)
+
+
+class ApproveAgentAction(UserSigned, frozen=True, tag="approveAgent", rename="camel"):
+    agent_address: str
+    agent_name: str | None = None
+    nonce: int = 0
+
+
+class SetReferrerAction(_Action, frozen=True, tag="setReferrer"):
+    code: str
+
+
+class VaultTransferAction(_Action, frozen=True, tag="vaultTransfer", rename="camel"):
+    vault_address: str
+    is_deposit: bool
+    usd: int  # micro-USDC
+
+
+AgentAction = ApproveAgentAction | SetReferrerAction | VaultTransferAction
+
+
+# Devnet controls: put in a block by the node (POST /devnet), never signed by a user.
+
+
+class SetOraclePriceAction(_Action, frozen=True, tag="devnetSetOraclePrice"):
+    coin: str
+    px: str
+
+
+class FundAction(_Action, frozen=True, tag="devnetFund"):
+    user: str
+    token: str  # "USDC" funds perp cash; any spot token name funds spot
+    amount: str
+
+
+DevnetAction = SetOraclePriceAction | FundAction
 
 
 TransferAction = (
@@ -206,3 +242,18 @@ class ErrorResponse(msgspec.Struct, frozen=True, tag="err"):
 ActionResponse = (
     OrderResponse | CancelResponse | DefaultResponse | CreateSubAccountResponse | ErrorResponse
 )
+
+
+UserAction = TradingAction | TransferAction | AccountModeAction | BorrowLendAction | AgentAction
+
+
+class SignedAction(_Action, frozen=True, tag="signed", rename="camel"):
+    """An action that came through POST /exchange with a valid signature. Its proposal's user is
+    the signer; the chain checks the nonce and works out whom the signer acts for (itself, its
+    master when it is an API wallet, or `vault_address`) when the block executes it, since
+    both depend on chain state."""
+
+    action: UserAction
+    nonce: int
+    vault_address: str | None = None
+    expires_after: int | None = None

@@ -5,7 +5,7 @@ Invariants:
   to any book (ALO orders, trigger orders, transfers, leverage changes, ...), then cancels, then
   actions that send at least one GTC or IOC order.
 - Within a class, actions keep the order in which the block lists them (the sort is stable).
-- A modify counts as the order it places.
+- A modify counts as the order it places; a signed action as the action it wraps.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from protocol.actions import BatchModifyAction, CancelAction, CancelByCloidAction, OrderAction
+from protocol.actions import (
+    BatchModifyAction,
+    CancelAction,
+    CancelByCloidAction,
+    OrderAction,
+    SignedAction,
+)
 from protocol.orders import OrderWire
 
 CLASS_NO_GTC_IOC = 0
@@ -28,6 +34,8 @@ def _sends_gtc_or_ioc(orders: Sequence[OrderWire]) -> bool:
 
 
 def action_class(action: object) -> int:
+    if isinstance(action, SignedAction):
+        action = action.action
     if isinstance(action, CancelAction | CancelByCloidAction):
         return CLASS_CANCEL
     if isinstance(action, OrderAction) and _sends_gtc_or_ioc(action.orders):

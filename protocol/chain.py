@@ -15,34 +15,44 @@ from __future__ import annotations
 import msgspec
 
 from protocol.actions import (
-    AccountModeAction,
     ActionResponse,
     AgentSetAbstractionAction,
+    ApproveAgentAction,
     BatchModifyAction,
     BorrowLendAction,
     CancelAction,
     CancelByCloidAction,
     CreateSubAccountAction,
+    DefaultResponse,
+    DevnetAction,
+    ErrorResponse,
+    FundAction,
     NoopAction,
     OrderAction,
     ScheduleCancelAction,
     SendAssetAction,
+    SetOraclePriceAction,
+    SetReferrerAction,
+    SignedAction,
     SpotSendAction,
     SubAccountSpotTransferAction,
     SubAccountTransferAction,
-    TradingAction,
-    TransferAction,
     UpdateIsolatedMarginAction,
     UpdateLeverageAction,
     UsdClassTransferAction,
     UsdSendAction,
+    UserAction,
     UserSetAbstractionAction,
+    UserSigned,
+    VaultTransferAction,
     Withdraw3Action,
 )
+from protocol.agents import AgentBook
 from protocol.block import order_block_actions
 from protocol.borrow_lend import borrow_lend
 from protocol.clearinghouse import Clearinghouse
 from protocol.exchange import Exchange, Fill, OrderUpdate
+from protocol.fixed import USD_DECIMALS, parse_fixed
 from protocol.funding import (
     FundingSettlement,
     FundingState,
@@ -58,15 +68,17 @@ from protocol.liquidation import LIQUIDATOR, Liquidator
 from protocol.mark import MarkState
 from protocol.markets import Markets
 from protocol.modes import set_abstraction
+from protocol.nonces import NonceState
 from protocol.oracle import ConstantSource, OracleState, Source
 from protocol.portfolio_margin import PortfolioMargin
 from protocol.transfers import apply_transfer
 
-Action = TradingAction | TransferAction | AccountModeAction | BorrowLendAction
+Action = UserAction | DevnetAction | SignedAction
 
 
 class ExecutedAction(msgspec.Struct, frozen=True):
-    """One action of a block: `index` is its position in the block as proposed."""
+    """One action of a block: `index` is its position in the block as proposed; `user` is whom
+    it acted for and `action` the action itself (a signed one unwrapped)."""
 
     index: int
     user: str
@@ -116,11 +128,46 @@ class Chain:
         self.clearinghouse.lending = self.lending
         self.portfolio = PortfolioMargin(self.exchange, self.lending)
         self.clearinghouse.portfolio = self.portfolio
+        self.agents = AgentBook()
+        self.nonces = NonceState()
         self.ledger: list[LedgerUpdate] = []
         if self.prices_driven:
             self._update_marks(start_time)
 
-    def execute(self, user: str, action: Action, time: int) -> ActionResponse:
+    def execute_proposal(
+        self, user: str, action: Action, time: int
+    ) -> tuple[str, Action, ActionResponse]:
+        """Execute one proposed action: who it acted for, the action itself (a signed one
+        unwrapped) and its answer."""
+        if not isinstance(action, SignedAction):
+            return user, action, self.execute(user, action, time)
+        acting = self.acting_user(user, action, time)
+        if isinstance(acting, ErrorResponse):
+            return user, action.action, acting
+        return acting, action.action, self.execute(acting, action.action, time)
+
+    def acting_user(self, signer: str, signed: SignedAction, time: int) -> str | ErrorResponse:
+        """Whom a verified signer acts for; records the nonce. The devnet's order: expiry, a
+        signer the chain knows (a user, or an API wallet for an L1 action), the nonce, the
+        vault (a sub-account of the acting user)."""
+        if signed.expires_after is not None and time > signed.expires_after:
+            return ErrorResponse(f"Action expired at {signed.expires_after}, block time {time}.")
+        user_signed = isinstance(signed.action, UserSigned)
+        master = None if user_signed else self.agents.master_of(signer)
+        if master is None and signer not in self.clearinghouse.accounts:
+            return ErrorResponse(f"User or API Wallet {signer} does not exist.")
+        error = self.nonces.check_and_record(signer, signed.nonce, time)
+        if error is not None:
+            return error
+        acting = signer if master is None else master
+        if signed.vault_address is not None:
+            vault = signed.vault_address.lower()
+            if self.clearinghouse.master_of(vault) != acting:
+                return ErrorResponse(f"Vault not registered: {vault}")
+            acting = vault
+        return acting
+
+    def execute(self, user: str, action: UserAction | DevnetAction, time: int) -> ActionResponse:
         match action:
             case (
                 OrderAction()
@@ -156,6 +203,46 @@ class Chain:
                 response, updates = apply_transfer(self.clearinghouse, user, action, time)
                 self.ledger.extend(updates)
                 return response
+            case ApproveAgentAction():
+                refused = self.agents.approve(user, action.agent_address, action.agent_name)
+                return DefaultResponse() if refused is None else refused
+            case SetReferrerAction():
+                # The devnet has no referral program: the code is accepted and not kept.
+                return DefaultResponse()
+            case VaultTransferAction():
+                return ErrorResponse("Vault not found.")
+            case SetOraclePriceAction() | FundAction():
+                return self._devnet_control(action, time)
+
+    def _devnet_control(
+        self, action: SetOraclePriceAction | FundAction, time: int
+    ) -> ActionResponse:
+        """The devnet's own controls (POST /devnet), logged in blocks like any action."""
+        markets = self.markets
+        if isinstance(action, SetOraclePriceAction):
+            market = markets.by_coin.get(action.coin)
+            if market is None or market.is_spot:
+                return ErrorResponse(f"Unknown perp {action.coin!r}.")
+            px = parse_fixed(action.px, market.px_decimals)
+            if px is None or px <= 0:
+                return ErrorResponse(f"Invalid price {action.px!r} for {action.coin}.")
+            self.oracle.set_price(market.asset, px)
+            return DefaultResponse()
+        user = action.user.lower()
+        if action.token == "USDC":
+            micro = parse_fixed(action.amount, USD_DECIMALS)
+            if micro is None or micro <= 0:
+                return ErrorResponse(f"Invalid amount {action.amount!r}.")
+            self.deposit(user, micro, time)
+            return DefaultResponse()
+        token = markets.token_by_name(action.token)
+        if token is None:
+            return ErrorResponse(f"Unknown token {action.token!r}.")
+        wei = parse_fixed(action.amount, token.wei_decimals)
+        if wei is None or wei <= 0:
+            return ErrorResponse(f"Invalid amount {action.amount!r}.")
+        self.clearinghouse.credit_spot(user, token.index, wei)
+        return DefaultResponse()
 
     def deposit(self, user: str, micro_usdc: int, time: int) -> None:
         """USDC arriving from outside (genesis funding, the devnet's faucet) into perp cash,
@@ -207,10 +294,11 @@ class Chain:
     ) -> list[ExecutedAction]:
         """Phase 3 (matching): the block's actions in the three-class order."""
         ordered = order_block_actions(list(enumerate(proposed)), lambda entry: entry[1][1])
-        return [
-            ExecutedAction(index, user, action, self.execute(user, action, time))
-            for index, (user, action) in ordered
-        ]
+        executed = []
+        for index, (user, action) in ordered:
+            acting, done, response = self.execute_proposal(user, action, time)
+            executed.append(ExecutedAction(index, acting, done, response))
+        return executed
 
     def run_timed_passes(self, time: int) -> list[FundingUpdate]:
         """Phase 4 (matching): TP/SL triggers, scheduled cancels, funding."""
@@ -326,3 +414,5 @@ class Chain:
         for mark in self.marks.values():
             mark._check()
         self.lending._check()
+        self.agents._check()
+        self.nonces._check()
