@@ -166,6 +166,7 @@ class BlockProducer:
         self.height = height  # the latest block (resuming: the last one in the log)
         self.time = last_time
         self.store = store
+        self.last_hash = b"" if store is None else store.last_hash  # of block `height`
         self.maker = maker
         self._wall_ms = wall_ms
         self.clock = BlockClock(lambda: last_time, last_time)
@@ -176,6 +177,11 @@ class BlockProducer:
         self._blocks_left: int | None = None
         self._next_due = math.inf
         self._started = False
+        # Held while a block runs: readers of the chain (the API) take it to see whole blocks.
+        self.state_lock = trio.Lock()
+        # Called with each committed block, under the state lock, before the next block: for
+        # indexes that must see the state the block left (the API's history). Keep them quick.
+        self.on_commit: list[Callable[[BlockOutput], None]] = []
 
     @property
     def inbox(self) -> trio.MemorySendChannel[Message]:
@@ -306,28 +312,35 @@ class BlockProducer:
     async def _produce(self, time: int) -> None:
         """The pending actions as the next block at `time`."""
         with trio.CancelScope(shield=True):
-            started = trio.current_time()
-            height = self.height + 1
-            pending, self._pending = self._pending, []
-            proposed = [(p.user, p.action) for p in pending]
-            proposed, block, digest = await self.actors.run_block(
-                height, time, proposed, self._traded
-            )
-            self.height, self.time = height, time
-            self.clock.stamped(time)
-            if self._blocks_left is not None:
-                self._blocks_left -= 1
-            self._traded = frozenset(f.asset for f in block.fills if f.user == MARKET_MAKER)
-            offset = len(proposed) - len(pending)  # the maker's actions come first
-            for executed in block.actions:
-                if executed.index < offset:
-                    continue
-                reply = pending[executed.index - offset].reply
-                if reply is not None:
-                    _answer(reply, ActionResult(height, time, executed.response))
-            took_ms = (trio.current_time() - started) * 1000
-            _log_block(block, digest, took_ms, offset)
+            async with self.state_lock:
+                block, digest, took_ms = await self._run_block(time)
             await self.actors.bus.publish(BlockEvent(block, digest, took_ms))
+
+    async def _run_block(self, time: int) -> tuple[BlockOutput, bytes, float]:
+        """One block through the actors; its replies sent, its hooks run, its line logged."""
+        started = trio.current_time()
+        height = self.height + 1
+        pending, self._pending = self._pending, []
+        proposed = [(p.user, p.action) for p in pending]
+        proposed, block, digest = await self.actors.run_block(height, time, proposed, self._traded)
+        self.last_hash = digest
+        for hook in self.on_commit:
+            hook(block)
+        self.height, self.time = height, time
+        self.clock.stamped(time)
+        if self._blocks_left is not None:
+            self._blocks_left -= 1
+        self._traded = frozenset(f.asset for f in block.fills if f.user == MARKET_MAKER)
+        offset = len(proposed) - len(pending)  # the maker's actions come first
+        for executed in block.actions:
+            if executed.index < offset:
+                continue
+            reply = pending[executed.index - offset].reply
+            if reply is not None:
+                _answer(reply, ActionResult(height, time, executed.response))
+        took_ms = (trio.current_time() - started) * 1000
+        _log_block(block, digest, took_ms, offset)
+        return block, digest, took_ms
 
     def _close(self) -> None:
         """Stop taking messages; everyone still waiting gets their reply channel closed."""

@@ -23,6 +23,8 @@ from typing import TextIO
 import structlog
 import trio
 
+from node.api.history import History
+from node.api.server import Api, serve_api
 from node.blocklog import BlockLog, CorruptLogError
 from node.blocks import BlockProducer
 from node.chainstore import (
@@ -37,6 +39,7 @@ from node.devaccounts import derive_accounts
 from node.market_maker import MARKET_MAKER, MarketMaker
 from protocol.markets import ConfigError
 
+API_HOST = "127.0.0.1"
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_MISMATCH = 1
@@ -176,7 +179,7 @@ def _version() -> str:
         return "unknown"
 
 
-def banner(config: NodeConfig, genesis_time_ms: int) -> str:
+def banner(config: NodeConfig, genesis_time_ms: int, url: str) -> str:
     """The start banner: what this node runs, with every market's asset id."""
     markets = config.markets
     lines = [
@@ -209,7 +212,8 @@ def banner(config: NodeConfig, genesis_time_ms: int) -> str:
     maker = config.market_maker
     state = "quoting every market" if maker.enabled else "off (funded, not quoting)"
     lines.append(f"  market maker {MARKET_MAKER} {state}")
-    lines.append(f"  HTTP API    arrives in a later version (it will listen on port {config.port})")
+    lines.append(f"  HTTP API    {url}  (POST /info, POST /exchange, POST /devnet)")
+    lines.append(f"  WebSocket   {url.replace('http', 'ws', 1)}/ws")
     return "\n".join(lines)
 
 
@@ -218,12 +222,13 @@ async def run_node(
     genesis_time_ms: int,
     max_blocks: int | None = None,
     wall_ms: Callable[[], int] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> BlockProducer:
     """Run the node until SIGINT/SIGTERM or `max_blocks` blocks; returns the stopped producer.
     A stop signal cancels between blocks, never inside one. The chain lives in
     `config.data_dir`: resumed from its log when there is one, else started at
     `genesis_time_ms` and logged from its genesis. `wall_ms` is the clock block times follow
-    (the system clock by default)."""
+    (the system clock by default); `announce` gets the API's URL once it listens."""
     store, loaded = open_store(Path(config.data_dir), config, config.text, genesis_time_ms)
     maker = None
     if config.market_maker.enabled:
@@ -252,8 +257,17 @@ async def run_node(
                 nursery.cancel_scope.cancel()  # max_blocks reached: stop the signal watcher
 
             nursery.start_soon(stop_on_signal)
+            api = Api(producer, History(loaded.time))
+            url = await nursery.start(serve_api, api, API_HOST, config.port)
+            if announce is not None:
+                announce(url)
             await nursery.start(produce)
-            log.info("devnet started", mining=config.mining, block_time_ms=config.block_time_ms)
+            log.info(
+                "devnet started",
+                api=url,
+                mining=config.mining,
+                block_time_ms=config.block_time_ms,
+            )
     log.info("devnet stopped", height=producer.height, time=producer.time)
     return producer
 
@@ -279,10 +293,13 @@ def _start(args: argparse.Namespace) -> int:
         print(f"devnet: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     genesis_time_ms = time.time_ns() // 1_000_000  # the only clock read: block times follow it
-    print(banner(config, genesis_time_ms), flush=True)
+
+    def announce(url: str) -> None:
+        print(banner(config, genesis_time_ms, url), flush=True)
+
     # KeyboardInterrupt: a Ctrl-C outside the signal receiver (start-up, shutdown) is clean too.
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(run_node, config, genesis_time_ms, args.blocks)
+        trio.run(run_node, config, genesis_time_ms, args.blocks, None, announce)
     return EXIT_OK
 
 

@@ -114,6 +114,9 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     if "spot" not in raw.get("market_maker", {}):
         known = {name: amount for name, amount in maker.spot.items() if markets.token_by_name(name)}
         maker = msgspec.structs.replace(maker, spot=known)
+    if "supply" not in raw.get("market_maker", {}):
+        known = {name: amount for name, amount in maker.supply.items() if name in maker.spot}
+        maker = msgspec.structs.replace(maker, supply=known)
     if "spot_prices" not in raw.get("market_maker", {}):
         known = {name: px for name, px in maker.spot_prices.items() if markets.token_by_name(name)}
         maker = msgspec.structs.replace(maker, spot_prices=known)

@@ -61,6 +61,8 @@ class MarketMakerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         }
     )
     spot_prices: dict[str, str] = msgspec.field(default_factory=lambda: {"PURR": "0.2"})
+    # Supplied to lending at genesis from `spot`: the pool portfolio-margin accounts borrow from.
+    supply: dict[str, str] = msgspec.field(default_factory=lambda: {"USDC": "50000000"})
 
 
 class Quoting(msgspec.Struct, frozen=True):
@@ -99,10 +101,18 @@ def parse_quoting(spec: MarketMakerSpec, markets: Markets) -> Quoting:
 def maker_funding(spec: MarketMakerSpec, markets: Markets) -> AccountFunding:
     """The maker's genesis funding. It is funded whether or not it quotes: the funding is part
     of the genesis (the recorded config), quoting is a setting of the running node."""
+    spot = parse_spot_amounts(spec.spot, markets, "market_maker.spot")
+    supply = parse_spot_amounts(spec.supply, markets, "market_maker.supply")
+    held = dict(spot)
+    for token, wei in supply:
+        if wei > held.get(token, 0):
+            name = markets.tokens[token].name
+            raise ConfigError(f"market_maker.supply.{name}: more than market_maker.spot holds")
     return AccountFunding(
         MARKET_MAKER,
         parse_amount(spec.perp_usdc, USD_DECIMALS, "market_maker.perp_usdc"),
-        parse_spot_amounts(spec.spot, markets, "market_maker.spot"),
+        spot,
+        supply,
     )
 
 

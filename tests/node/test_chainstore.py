@@ -407,7 +407,17 @@ def test_a_snapshot_that_cannot_be_written_is_not_fatal(
 def test_cli_start_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`devnet start` writes the data directory; `devnet replay` re-executes it."""
     data = str(tmp_path / "data")
-    start = ["start", "--config", str(CONFIG), "--data-dir", data, "--block-time", "0.01"]
+    start = [
+        "start",
+        "--config",
+        str(CONFIG),
+        "--data-dir",
+        data,
+        "--block-time",
+        "0.01",
+        "--port",
+        "0",
+    ]
     assert main([*start, "--blocks", "2"]) == 0
     assert main([*start, "--blocks", "1"]) == 0
     capsys.readouterr()

@@ -54,7 +54,7 @@ def json_events(err: str) -> list[dict[str, object]]:
 
 
 def test_start_runs_two_blocks(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["start", "--config", CONFIG, "--blocks", "2", "--block-time", "0.01"]
+    argv = ["start", "--config", CONFIG, "--blocks", "2", "--block-time", "0.01", "--port", "0"]
     assert main([*argv, "--log-format", "json"]) == 0
     out, err = capsys.readouterr()
     blocks = [e for e in json_events(err) if e["event"] == "block"]
@@ -69,7 +69,7 @@ def test_start_runs_two_blocks(capsys: pytest.CaptureFixture[str]) -> None:
     assert "data dir    data" in out
     for asset, coin in [(0, "BTC"), (7, "AVAX"), (10000, "PURR/USDC"), (10002, "@2")]:
         assert f"{asset:>5}  {coin}" in out
-    assert "HTTP API" in out and "later version" in out
+    assert "HTTP API    http://127.0.0.1:" in out and "/ws" in out
 
 
 def test_console_log_is_the_default(
@@ -77,7 +77,8 @@ def test_console_log_is_the_default(
 ) -> None:
     monkeypatch.chdir(ROOT)  # the default --config is relative to the repository
     data = str(tmp_path / "data")
-    assert main(["start", "--blocks", "2", "--block-time", "0.01", "--data-dir", data]) == 0
+    argv = ["start", "--blocks", "2", "--block-time", "0.01", "--port", "0"]
+    assert main([*argv, "--data-dir", data]) == 0
     out, err = capsys.readouterr()
     block_lines = [line for line in err.splitlines() if " block " in line]
     assert len(block_lines) == 2
@@ -97,7 +98,7 @@ def test_command_line_overrides_the_config(
     assert "mining      mixed, block time 2 ms" in out
     assert "off (funded, not quoting)" in out
     assert "data dir    elsewhere" in out
-    assert "port 4001" in out
+    assert "http://127.0.0.1:4001" in out
 
 
 def check_refused(capsys: pytest.CaptureFixture[str], argv: list[str], *expected: str) -> None:
@@ -175,7 +176,7 @@ def test_stop_signal_exits_cleanly(signum: signal.Signals, tmp_path: Path) -> No
     data = str(tmp_path / "data")
     argv = [sys.executable, "-m", "node.cli", "start", "--config", CONFIG, "--data-dir", data]
     with subprocess.Popen(
-        [*argv, "--block-time", "0.02", "--log-format", "json"],
+        [*argv, "--block-time", "0.02", "--port", "0", "--log-format", "json"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -63,6 +63,7 @@ def test_market_maker_table() -> None:
         ({"spot_prices": {"NOPE": "1"}}, "no NOPE/USDC spot pair"),
         ({"spot": {"NOPE": "1"}}, "market_maker.spot: unknown token"),
         ({"colour": "red"}, "market_maker"),
+        ({"supply": {"USDC": "100000001"}}, "more than market_maker.spot holds"),
     ],
 )
 def test_bad_market_maker_table(table: dict[str, object], message: str) -> None:

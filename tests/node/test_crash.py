@@ -33,7 +33,17 @@ def devnet(*args: str) -> list[str]:
 def test_kill_9_mid_load_loses_nothing_reported(tmp_path: Path) -> None:
     config = walking_config(tmp_path / "walk.toml")
     data = tmp_path / "data"
-    start = ["start", "--config", str(config), "--data-dir", str(data), "--block-time", "0.005"]
+    start = [
+        "start",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(data),
+        "--block-time",
+        "0.005",
+        "--port",
+        "0",
+    ]
     node = subprocess.Popen(
         devnet(*start, "--log-format", "json"),
         stdout=subprocess.DEVNULL,

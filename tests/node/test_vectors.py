@@ -70,7 +70,7 @@ def test_export_fixture_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture
     """A data directory exported by `devnet export-fixture` replays as a vector."""
     data = str(tmp_path / "data")
     config = str(Path(__file__).resolve().parents[2] / "configs" / "devnet.toml")
-    argv = ["start", "--config", config, "--data-dir", data, "--block-time", "0.01"]
+    argv = ["start", "--config", config, "--data-dir", data, "--block-time", "0.01", "--port", "0"]
     assert main([*argv, "--blocks", "2"]) == 0
     out = tmp_path / "fixture.json"
     assert main(["export-fixture", data, str(out)]) == 0

@@ -13,9 +13,10 @@ from protocol.actions import (
     OrderAction,
     OrderResponse,
     UpdateLeverageAction,
+    UserAction,
     UserSetAbstractionAction,
 )
-from protocol.chain import Action, Chain
+from protocol.chain import Chain
 from protocol.ledger import Liquidation
 from protocol.lending import LTV_SCALE, ReserveParams
 from protocol.markets import Markets
@@ -53,7 +54,7 @@ class Run:
         self.do(B, BorrowLendAction("supply", USDC_TOKEN, "1000000"))
         assert self.do(A, UserSetAbstractionAction(A, "portfolioMargin")) == DefaultResponse()
 
-    def do(self, user: str, action: Action) -> object:
+    def do(self, user: str, action: UserAction) -> object:
         return self.chain.execute(user, action, self.time)
 
     def order(self, user: str, *wires: OrderWire) -> object:

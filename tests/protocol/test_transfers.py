@@ -32,9 +32,10 @@ from protocol.actions import (
     UpdateLeverageAction,
     UsdClassTransferAction,
     UsdSendAction,
+    UserAction,
     Withdraw3Action,
 )
-from protocol.chain import Action, Chain
+from protocol.chain import Chain
 from protocol.ledger import (
     AccountClassTransfer,
     InternalTransfer,
@@ -138,7 +139,7 @@ def new_chain() -> Chain:
     return chain
 
 
-def ok(chain: Chain, user: str, action: Action) -> LedgerUpdate:
+def ok(chain: Chain, user: str, action: UserAction) -> LedgerUpdate:
     """Run a transfer that must succeed; returns its one ledger update."""
     before = len(chain.ledger)
     assert chain.execute(user, action, T) == DefaultResponse()
@@ -147,7 +148,7 @@ def ok(chain: Chain, user: str, action: Action) -> LedgerUpdate:
     return chain.ledger[-1]
 
 
-def refused(chain: Chain, user: str, action: Action, error: str) -> None:
+def refused(chain: Chain, user: str, action: UserAction, error: str) -> None:
     """Run an action that must be refused with `error` and change nothing at all."""
     before = fingerprint(chain)
     assert chain.execute(user, action, T) == ErrorResponse(error)
@@ -655,7 +656,7 @@ def test_garbage_amounts_are_refused_everywhere(text: str) -> None:
     """Zero, negative and non-decimal amounts are refused by every transfer that takes one."""
     chain = new_chain()
     sub = make_sub(chain, A, "alpha")
-    actions: list[Action] = [
+    actions: list[UserAction] = [
         UsdClassTransferAction(text, to_perp=True),
         UsdClassTransferAction(text, to_perp=False),
         UsdClassTransferAction(f"{text} subaccount:{sub}", to_perp=False),
@@ -803,7 +804,7 @@ class World:
         subs = self.subs(master) if j % 4 != 3 else self.all_subs()
         return subs[j % len(subs)] if subs else MASTERS[j % 3]
 
-    def action(self, op: Op) -> tuple[str, Action]:
+    def action(self, op: Op) -> tuple[str, UserAction]:
         kind, i, j, k, flag = op
         master = MASTERS[i % 3]
         amount = AMOUNTS[k % len(AMOUNTS)]
@@ -855,7 +856,7 @@ class World:
             self.transfer(*self.action(op))
         self.check()
 
-    def transfer(self, user: str, action: Action) -> None:
+    def transfer(self, user: str, action: UserAction) -> None:
         chain = self.chain
         before = fingerprint(chain)
         ledger = len(chain.ledger)

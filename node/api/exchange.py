@@ -1,0 +1,133 @@
+"""POST /exchange: from a request body to a verified `SignedAction`, and from the chain's answer
+to Hyperliquid's response JSON. No rule is decided here: whether the signer may act, its nonce
+and its vault are the chain's to judge when the block runs (protocol/chain.py).
+
+Invariants:
+- A body that is not a JSON object with an `action` object, an integer `nonce` and a
+  `signature` is answered with HTTP 422 and Hyperliquid's plain text, like the real API; every
+  other refusal is HTTP 200 with `{"status": "err", "response": ...}`.
+- The signature is checked over the action exactly as received (node/api/signing.py); the
+  action is decoded only after, so a request that fails either changes nothing.
+- A user-signed action carries its nonce inside (`time` or `nonce`): it must equal the
+  envelope's (`Nonce mismatch.` otherwise), so the nonce the chain records is the one signed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from node.api.signing import TESTNET, USER_SIGNED_NONCE_FIELD, Network, Rejected, recover_signer
+from node.api.wire import decimal, quotient
+from protocol.actions import (
+    ActionResponse,
+    BatchModifyAction,
+    CancelResponse,
+    CreateSubAccountResponse,
+    DefaultResponse,
+    ErrorResponse,
+    OrderAction,
+    OrderResponse,
+    SignedAction,
+    UserAction,
+)
+from protocol.markets import Markets
+from protocol.orders import Filled, OrderError, OrderStatus, Resting
+
+Json = Any
+MALFORMED = "Failed to deserialize the JSON body into the target type"
+
+
+class Verified(msgspec.Struct, frozen=True):
+    signer: str
+    action: SignedAction
+
+
+class Refused(msgspec.Struct, frozen=True):
+    """An answer without a block: `status` 422 with plain text, or 200 with an err envelope."""
+
+    status: int
+    body: Json
+
+
+def err(message: str) -> Refused:
+    return Refused(200, {"status": "err", "response": message})
+
+
+def verify_request(body: bytes, network: Network = TESTNET) -> Verified | Refused:
+    """Parse, check the signature, decode the action."""
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return Refused(422, MALFORMED)
+    if not isinstance(request, dict):
+        return Refused(422, MALFORMED)
+    action, nonce = request.get("action"), request.get("nonce")
+    if not isinstance(action, dict) or type(nonce) is not int or "signature" not in request:
+        return Refused(422, MALFORMED)
+    vault, expires = request.get("vaultAddress"), request.get("expiresAfter")
+    signer = recover_signer(action, nonce, vault, expires, request["signature"], network)
+    if isinstance(signer, Rejected):
+        return Refused(422, signer.error) if signer.http_status == 422 else err(signer.error)
+    nonce_field = USER_SIGNED_NONCE_FIELD.get(action.get("type", ""))
+    if nonce_field is not None and action.get(nonce_field) != nonce:
+        return err("Nonce mismatch.")
+    try:
+        decoded = msgspec.convert(action, UserAction)
+    except msgspec.ValidationError:
+        return Refused(422, MALFORMED)
+    return Verified(signer, SignedAction(decoded, nonce, vault, expires))
+
+
+def response_json(action: UserAction, response: ActionResponse, markets: Markets) -> Json:
+    """Hyperliquid's answer to an executed action."""
+    if isinstance(response, ErrorResponse):
+        return {"status": "err", "response": response.error}
+    if isinstance(response, OrderResponse):
+        assets = _order_assets(action)
+        statuses = [
+            _order_status(status, assets[i] if i < len(assets) else None, markets)
+            for i, status in enumerate(response.statuses)
+        ]
+        data: Json = {"statuses": statuses}
+        return {"status": "ok", "response": {"type": "order", "data": data}}
+    if isinstance(response, CancelResponse):
+        cancels = [s if isinstance(s, str) else {"error": s.error} for s in response.statuses]
+        return {"status": "ok", "response": {"type": "cancel", "data": {"statuses": cancels}}}
+    if isinstance(response, CreateSubAccountResponse):
+        return {"status": "ok", "response": {"type": "createSubAccount", "data": response.address}}
+    assert isinstance(response, DefaultResponse)
+    return {"status": "ok", "response": {"type": "default"}}
+
+
+def _order_assets(action: UserAction) -> list[int]:
+    if isinstance(action, OrderAction):
+        return [o.a for o in action.orders]
+    if isinstance(action, BatchModifyAction):
+        return [m.order.a for m in action.modifies]
+    return []
+
+
+def _order_status(status: OrderStatus, asset: int | None, markets: Markets) -> Json:
+    if isinstance(status, str):
+        return status
+    if isinstance(status, OrderError):
+        return {"error": status.error}
+    if isinstance(status, Resting):
+        resting: Json = {"oid": status.oid}
+        if status.cloid is not None:
+            resting["cloid"] = status.cloid
+        return {"resting": resting}
+    assert isinstance(status, Filled) and asset is not None
+    market = markets.by_asset[asset]
+    # The notional is at px_decimals + sz_decimals: the average price is ntl / (sz x 10^pxd).
+    filled: Json = {
+        "totalSz": decimal(status.total_sz, market.sz_decimals),
+        "avgPx": quotient(status.total_ntl, status.total_sz * 10**market.px_decimals),
+        "oid": status.oid,
+    }
+    if status.cloid is not None:
+        filled["cloid"] = status.cloid
+    return {"filled": filled}

@@ -1,0 +1,289 @@
+"""The HTTP and WebSocket server: Hyperliquid's POST /info, POST /exchange and /ws, and the
+devnet's POST /devnet, as one ASGI app served by hypercorn on trio.
+
+Invariants:
+- The API decides no rule: /exchange verifies the signature and forwards a `SignedAction` into
+  the block producer's inbox, then answers from the block's result; /info and /ws read the
+  chain and the history only under the producer's state lock, so they always see whole blocks.
+- Bad input never changes state and never stops the server: a body over `MAX_BODY_BYTES` is
+  refused with 413 before it is read further, an undeserializable one gets Hyperliquid's 422
+  text, anything else wrong gets the err envelope with HTTP 200, and an unknown path 404.
+- /devnet answers only loopback clients (403 otherwise). Its controls reach the chain as
+  ordinary inputs: `setOraclePrice` and `fund` as actions in a block, `mine`, `advanceTime` and
+  `setMining` through the producer's inbox (their effect, the block times, is in the log).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from node.api.exchange import Refused, Verified, err, response_json, verify_request
+from node.api.history import History
+from node.api.info import answer_info
+from node.api.ws import WsHub
+from node.blocks import BlockProducer, ControlResult, ProducerStoppedError
+from node.config import MINING_MODES
+from protocol.actions import ErrorResponse, FundAction, SetOraclePriceAction
+from protocol.chain import Chain
+
+MAX_BODY_BYTES = 1 << 20  # Hyperliquid does not document one; a 40-order batch is ~4 KiB
+DEVNET_USER = "devnet"  # the proposer of the devnet's control actions in the log
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+log = structlog.get_logger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Json = Any
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class Api:
+    """The ASGI application of one node."""
+
+    def __init__(self, producer: BlockProducer, history: History) -> None:
+        self.producer = producer
+        self.chain: Chain = producer.chain
+        self.history = history
+        self.ws = WsHub(producer, history)
+        producer.on_commit.append(lambda block: history.on_block(block, producer.chain))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        routes = {"/info": self._info, "/exchange": self._exchange, "/devnet": self._devnet}
+        handler = routes.get(path)
+        if handler is None:
+            await _respond(send, 404, "Not Found")
+            return
+        if method != "POST":
+            await _respond(send, 405, "Method Not Allowed")
+            return
+        if path == "/devnet" and (scope.get("client") or ("",))[0] not in LOOPBACK:
+            await _respond(send, 403, "the devnet controls answer loopback clients only")
+            return
+        try:
+            body = await _read_body(receive)
+        except BodyTooLargeError:
+            await _respond(send, 413, f"Body larger than {MAX_BODY_BYTES} bytes")
+            return
+        status, answer = await handler(body)
+        await _respond(send, status, answer)
+
+    async def _info(self, body: bytes) -> tuple[int, Json]:
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return 422, "Failed to deserialize the JSON body into the target type"
+        async with self.producer.state_lock:
+            return answer_info(request, self.chain, self.history)
+
+    async def _exchange(self, body: bytes) -> tuple[int, Json]:
+        verified = verify_request(body)
+        if isinstance(verified, Refused):
+            return verified.status, verified.body
+        assert isinstance(verified, Verified)
+        try:
+            result = await self.producer.submit(verified.signer, verified.action)
+        except ProducerStoppedError:
+            return 200, err("The node is stopping.").body
+        return 200, response_json(verified.action.action, result.response, self.chain.markets)
+
+    async def _devnet(self, body: bytes) -> tuple[int, Json]:
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return 422, "Failed to deserialize the JSON body into the target type"
+        if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+            return 200, err("Expected an object with a string `type`.").body
+        try:
+            return 200, await self._control(request)
+        except (KeyError, TypeError, ValueError) as exc:
+            return 200, err(f"Bad {request['type']} request: {exc}").body
+        except ProducerStoppedError:
+            return 200, err("The node is stopping.").body
+
+    async def _control(self, request: dict[str, Json]) -> Json:
+        kind = request["type"]
+        producer = self.producer
+        if kind == "status":
+            async with producer.state_lock:
+                return _ok(self._status())
+        if kind == "mine":
+            blocks = _int(request.get("blocks", 1), "blocks", low=1)
+            dt = request.get("dt")
+            dt_ms = None if dt is None else _ms(dt, "dt", low=1)
+            return _ok(_control_json(await producer.mine(blocks, dt_ms)))
+        if kind == "advanceTime":
+            return _ok(
+                _control_json(await producer.advance_time(_ms(request["seconds"], "seconds")))
+            )
+        if kind == "setMining":
+            mode = request["mode"]
+            if mode not in MINING_MODES:
+                raise ValueError(f"mode must be one of {', '.join(MINING_MODES)}")
+            block_time = request.get("blockTime")
+            block_ms = None if block_time is None else _ms(block_time, "blockTime", low=1)
+            return _ok(_control_json(await producer.set_mining(mode, block_ms)))
+        if kind == "setOraclePrice":
+            action = SetOraclePriceAction(_str(request["coin"]), _str(request["px"]))
+            return await self._in_block(action)
+        if kind == "fund":
+            user, token = _str(request["user"]), _str(request.get("token", "USDC"))
+            return await self._in_block(FundAction(user, token, _str(request["amount"])))
+        raise ValueError(f"unknown type {kind!r}")
+
+    async def _in_block(self, action: SetOraclePriceAction | FundAction) -> Json:
+        """Put a control action in the next block and answer with its result (in manual
+        mining, once a block is mined)."""
+        result = await self.producer.submit(DEVNET_USER, action)
+        if isinstance(result.response, ErrorResponse):
+            return err(result.response.error).body
+        return _ok({"type": "default", "height": result.height})
+
+    def _status(self) -> Json:
+        producer = self.producer
+        return {
+            "height": producer.height,
+            "time": producer.time,
+            "chainTime": producer.clock.now(),
+            "stateHash": "0x" + producer.last_hash.hex(),
+            "mining": producer.mining,
+            "blockTime": producer.block_time_ms / 1000,
+        }
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+
+        async def receive_text() -> str | None:
+            while True:
+                event = await receive()
+                if event["type"] == "websocket.disconnect":
+                    return None
+                if event["type"] == "websocket.receive":
+                    text = event.get("text")
+                    if text is None and event.get("bytes") is not None:
+                        text = event["bytes"].decode("utf-8", "replace")
+                    return str(text)
+
+        async def send_text(text: str) -> None:
+            await send({"type": "websocket.send", "text": text})
+
+        async def close() -> None:
+            await send({"type": "websocket.close", "code": 1008})
+
+        await self.ws.serve_connection(receive_text, send_text, close)
+
+
+def _ok(response: Json) -> Json:
+    return {"status": "ok", "response": response}
+
+
+def _control_json(result: ControlResult) -> Json:
+    return {
+        "height": result.height,
+        "time": result.time,
+        "chainTime": result.chain_time,
+        "mining": result.mode,
+        "blockTime": result.block_time_ms / 1000,
+    }
+
+
+def _int(value: Json, name: str, low: int = 0) -> int:
+    if type(value) is not int or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}")
+    return value
+
+
+def _ms(seconds: Json, name: str, low: int = 0) -> int:
+    """Seconds (int or float) as whole milliseconds."""
+    if type(seconds) not in (int, float) or not low <= seconds * 1000 <= 10**13:
+        raise ValueError(f"{name} must be a number of seconds >= {low / 1000}")
+    ms: float = seconds * 1000
+    return round(ms)
+
+
+def _str(value: Json) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: Json) -> None:
+    """JSON for objects and lists, plain text for a string body of an error status."""
+    if isinstance(body, str) and status != 200:
+        payload, kind = body.encode(), b"text/plain; charset=utf-8"
+    else:
+        payload, kind = json.dumps(body, separators=(",", ":")).encode(), b"application/json"
+    headers = [(b"content-type", kind), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def serve_api(
+    api: Api,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; reports the base URL (http://host:port) once listening."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.keep_alive_timeout = 75
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(api.ws.run)
+        binds = await nursery.start(serve, api, config)
+        url = str(binds[0]).replace("0.0.0.0", "127.0.0.1")
+        log.info("api listening", url=url)
+        task_status.started(url)
