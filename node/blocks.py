@@ -45,7 +45,7 @@ from node.actors import Actors, BlockEvent, Checkpoint
 from node.chainstore import ChainStore
 from node.config import MINING_MODES
 from node.market_maker import MARKET_MAKER, MarketMaker
-from protocol.actions import ActionResponse, ErrorResponse
+from protocol.actions import ActionResponse, DefaultResponse, ErrorResponse, RevertAction
 from protocol.chain import Action, BlockOutput, Chain
 from protocol.ledger import Liquidation
 
@@ -71,6 +71,7 @@ class SubmitAction(msgspec.Struct, frozen=True):
     user: str
     action: Action
     reply: trio.MemorySendChannel[ActionResult] | None = None
+    alone: bool = False  # a devnet control: a block of its own at once, in every mining mode
 
 
 class Mine(msgspec.Struct, frozen=True):
@@ -193,12 +194,13 @@ class BlockProducer:
         disconnected (its channel ends)."""
         return self.actors.bus.subscribe(buffer)
 
-    async def submit(self, user: str, action: Action) -> ActionResult:
-        """Send one action and wait for the block that executes it."""
+    async def submit(self, user: str, action: Action, *, alone: bool = False) -> ActionResult:
+        """Send one action and wait for the block that executes it (with `alone`, a block made
+        at once for it alone)."""
         reply, answer = trio.open_memory_channel[ActionResult](1)
         with answer:
             try:
-                await self._inbox.send(SubmitAction(user, action, reply))
+                await self._inbox.send(SubmitAction(user, action, reply, alone))
                 return await answer.receive()
             except (trio.EndOfChannel, trio.BrokenResourceError, trio.ClosedResourceError):
                 raise ProducerStoppedError("the block producer stopped") from None
@@ -282,6 +284,11 @@ class BlockProducer:
             await self._handle(message)
 
     async def _handle(self, message: Message) -> None:
+        if isinstance(message, SubmitAction) and message.alone:
+            waiting, self._pending = self._pending, [message]
+            await self._produce(self.clock.automatic())
+            self._pending = waiting + self._pending
+            return
         if isinstance(message, SubmitAction):
             self._pending.append(message)
             if self.mining in ("instant", "mixed"):
@@ -331,6 +338,11 @@ class BlockProducer:
         if self._blocks_left is not None:
             self._blocks_left -= 1
         self._traded = frozenset(f.asset for f in block.fills if f.user == MARKET_MAKER)
+        if self.maker is not None and any(
+            isinstance(e.action, RevertAction) and isinstance(e.response, DefaultResponse)
+            for e in block.actions
+        ):
+            self.maker.reset()  # the books went back: its memory of its quotes is wrong
         offset = len(proposed) - len(pending)  # the maker's actions come first
         for executed in block.actions:
             if executed.index < offset:

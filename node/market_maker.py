@@ -160,6 +160,11 @@ class MarketMaker:
                     self._spot_from_perp.append((spot, perp.asset))
                     break
 
+    def reset(self) -> None:
+        """Forget what it quoted: the next block requotes every market."""
+        self.quoted.clear()
+        self._started = False
+
     def references(self, oracle: dict[int, int]) -> dict[int, int]:
         """Every quoted market's reference price at its own scale, by asset."""
         refs = {perp.asset: oracle[perp.asset] for perp in self.markets.perps}

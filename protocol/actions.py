@@ -204,7 +204,15 @@ class FundAction(_Action, frozen=True, tag="devnetFund"):
     amount: str
 
 
-DevnetAction = SetOraclePriceAction | FundAction
+class SnapshotAction(_Action, frozen=True, tag="devnetSnapshot"):
+    pass
+
+
+class RevertAction(_Action, frozen=True, tag="devnetRevert"):
+    id: int
+
+
+DevnetAction = SetOraclePriceAction | FundAction | SnapshotAction | RevertAction
 
 
 TransferAction = (
@@ -239,8 +247,17 @@ class ErrorResponse(msgspec.Struct, frozen=True, tag="err"):
     error: str
 
 
+class SnapshotResponse(msgspec.Struct, frozen=True, tag="snapshot"):
+    id: int
+
+
 ActionResponse = (
-    OrderResponse | CancelResponse | DefaultResponse | CreateSubAccountResponse | ErrorResponse
+    OrderResponse
+    | CancelResponse
+    | DefaultResponse
+    | CreateSubAccountResponse
+    | ErrorResponse
+    | SnapshotResponse
 )
 
 

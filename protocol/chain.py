@@ -12,6 +12,8 @@ Invariants:
 
 from __future__ import annotations
 
+import pickle
+
 import msgspec
 
 from protocol.actions import (
@@ -29,11 +31,14 @@ from protocol.actions import (
     FundAction,
     NoopAction,
     OrderAction,
+    RevertAction,
     ScheduleCancelAction,
     SendAssetAction,
     SetOraclePriceAction,
     SetReferrerAction,
     SignedAction,
+    SnapshotAction,
+    SnapshotResponse,
     SpotSendAction,
     SubAccountSpotTransferAction,
     SubAccountTransferAction,
@@ -74,6 +79,10 @@ from protocol.portfolio_margin import PortfolioMargin
 from protocol.transfers import apply_transfer
 
 Action = UserAction | DevnetAction | SignedAction
+
+# What a devnet snapshot leaves out: the snapshots themselves (a revert keeps the earlier ones)
+# and the events the block has produced so far.
+_NOT_SAVED = frozenset({"saved", "next_snapshot_id", "ledger"})
 
 
 class ExecutedAction(msgspec.Struct, frozen=True):
@@ -130,6 +139,9 @@ class Chain:
         self.clearinghouse.portfolio = self.portfolio
         self.agents = AgentBook()
         self.nonces = NonceState()
+        # Devnet snapshots (POST /devnet): pickled states by id, ids never reused.
+        self.saved: dict[int, bytes] = {}
+        self.next_snapshot_id = 1
         self.ledger: list[LedgerUpdate] = []
         if self.prices_driven:
             self._update_marks(start_time)
@@ -213,6 +225,30 @@ class Chain:
                 return ErrorResponse("Vault not found.")
             case SetOraclePriceAction() | FundAction():
                 return self._devnet_control(action, time)
+            case SnapshotAction():
+                return SnapshotResponse(self._save())
+            case RevertAction():
+                if action.id not in self.saved:
+                    return ErrorResponse(f"Unknown snapshot id {action.id}.")
+                self._restore(action.id)
+                return DefaultResponse()
+
+    def _save(self) -> int:
+        """Keep a copy of the whole state under a new id. The node runs a snapshot alone in a
+        block, where it executes first, so no event of the block is pending in the copy."""
+        snapshot_id = self.next_snapshot_id
+        self.next_snapshot_id += 1
+        state = {k: v for k, v in vars(self).items() if k not in _NOT_SAVED}
+        self.saved[snapshot_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot_id
+
+    def _restore(self, snapshot_id: int) -> None:
+        """Back to the state saved under `snapshot_id` (time does not go back: the next block
+        accrues interest and funding samples over the gap). That snapshot and every later one
+        are dropped, as Anvil's evm_revert does; earlier ones stay."""
+        vars(self).update(pickle.loads(self.saved[snapshot_id]))
+        for later in [i for i in self.saved if i >= snapshot_id]:
+            del self.saved[later]
 
     def _devnet_control(
         self, action: SetOraclePriceAction | FundAction, time: int

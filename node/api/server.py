@@ -9,8 +9,10 @@ Invariants:
   refused with 413 before it is read further, an undeserializable one gets Hyperliquid's 422
   text, anything else wrong gets the err envelope with HTTP 200, and an unknown path 404.
 - /devnet answers only loopback clients (403 otherwise). Its controls reach the chain as
-  ordinary inputs: `setOraclePrice` and `fund` as actions in a block, `mine`, `advanceTime` and
-  `setMining` through the producer's inbox (their effect, the block times, is in the log).
+  ordinary inputs: `setOraclePrice`, `fund`, `snapshot` and `revert` as actions in a block of
+  their own (made at once in every mining mode), `mine`, `advanceTime` and `setMining` through
+  the producer's inbox (their effect, the block times, is in the log). So a replay of the log
+  reproduces every control.
 """
 
 from __future__ import annotations
@@ -24,13 +26,28 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from node.api.exchange import Refused, Verified, err, response_json, verify_request
+from node.api.exchange import (
+    Refused,
+    Verified,
+    decode_body,
+    err,
+    response_json,
+    verify_request,
+)
 from node.api.history import History
 from node.api.info import answer_info
 from node.api.ws import WsHub
 from node.blocks import BlockProducer, ControlResult, ProducerStoppedError
 from node.config import MINING_MODES
-from protocol.actions import ErrorResponse, FundAction, SetOraclePriceAction
+from protocol.actions import (
+    DevnetAction,
+    ErrorResponse,
+    FundAction,
+    RevertAction,
+    SetOraclePriceAction,
+    SnapshotAction,
+    SnapshotResponse,
+)
 from protocol.chain import Chain
 
 MAX_BODY_BYTES = 1 << 20  # Hyperliquid does not document one; a 40-order batch is ~4 KiB
@@ -90,8 +107,8 @@ class Api:
 
     async def _info(self, body: bytes) -> tuple[int, Json]:
         try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            request = decode_body(body)
+        except ValueError:
             return 422, "Failed to deserialize the JSON body into the target type"
         async with self.producer.state_lock:
             return answer_info(request, self.chain, self.history)
@@ -109,8 +126,8 @@ class Api:
 
     async def _devnet(self, body: bytes) -> tuple[int, Json]:
         try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            request = decode_body(body)
+        except ValueError:
             return 422, "Failed to deserialize the JSON body into the target type"
         if not isinstance(request, dict) or not isinstance(request.get("type"), str):
             return 200, err("Expected an object with a string `type`.").body
@@ -149,15 +166,22 @@ class Api:
         if kind == "fund":
             user, token = _str(request["user"]), _str(request.get("token", "USDC"))
             return await self._in_block(FundAction(user, token, _str(request["amount"])))
+        if kind == "snapshot":
+            return await self._in_block(SnapshotAction())
+        if kind == "revert":
+            return await self._in_block(RevertAction(_int(request["id"], "id", low=1)))
         raise ValueError(f"unknown type {kind!r}")
 
-    async def _in_block(self, action: SetOraclePriceAction | FundAction) -> Json:
-        """Put a control action in the next block and answer with its result (in manual
-        mining, once a block is mined)."""
-        result = await self.producer.submit(DEVNET_USER, action)
-        if isinstance(result.response, ErrorResponse):
-            return err(result.response.error).body
-        return _ok({"type": "default", "height": result.height})
+    async def _in_block(self, action: DevnetAction) -> Json:
+        """Run a control action in a block of its own, made at once in every mining mode."""
+        result = await self.producer.submit(DEVNET_USER, action, alone=True)
+        response = result.response
+        if isinstance(response, ErrorResponse):
+            return err(response.error).body
+        answer: Json = {"type": "default", "height": result.height}
+        if isinstance(response, SnapshotResponse):
+            answer = {"type": "snapshot", "id": response.id, "height": result.height}
+        return _ok(answer)
 
     def _status(self) -> Json:
         producer = self.producer

@@ -78,3 +78,22 @@ def test_portfolio_margin_borrows_for_a_spot_buy(devnet: Devnet) -> None:
     assert float(borrowed[0]["borrow"]["value"]) == pytest.approx(512, abs=20)
     balances = {b["coin"]: b for b in info.spot_user_state(wallet.address)["balances"]}
     assert float(balances["UBTC"]["total"]) == pytest.approx(0.125, abs=0.001)
+
+
+def test_snapshot_and_revert(devnet: Devnet) -> None:
+    info = Info(devnet.url, skip_ws=True)
+    wallet = funded(devnet, USDC="5000")
+    taken = devnet.control({"type": "snapshot"})["response"]
+    assert taken["type"] == "snapshot" and taken["id"] >= 1
+    trader = Exchange(wallet, devnet.url)
+    assert trader.market_open("ETH", False, 0.5)["status"] == "ok"
+    assert info.user_state(wallet.address)["assetPositions"]
+    reverted = devnet.control({"type": "revert", "id": taken["id"]})
+    assert reverted["status"] == "ok" and reverted["response"]["height"] > taken["height"]
+    assert info.user_state(wallet.address)["assetPositions"] == []
+    # A snapshot is used up by reverting to it.
+    again = devnet.control({"type": "revert", "id": taken["id"]})
+    assert again == {"status": "err", "response": f"Unknown snapshot id {taken['id']}."}
+    # The maker requoted after the revert: the books are two-sided again.
+    book = info.l2_snapshot("ETH")
+    assert book["levels"][0] and book["levels"][1]
