@@ -4,6 +4,7 @@ ones, keeps earlier ones; a replay of the same blocks gives the same hashes."""
 from __future__ import annotations
 
 from protocol.actions import (
+    ActionResponse,
     DefaultResponse,
     ErrorResponse,
     FundAction,
@@ -40,9 +41,10 @@ def blocks() -> list[list[tuple[str, Action]]]:
     ]
 
 
-def run(markets: Markets) -> tuple[Chain, list[bytes], list[object]]:
+def run(markets: Markets) -> tuple[Chain, list[bytes], list[ActionResponse]]:
     chain = Chain(markets, start_time=T)
-    hashes, responses = [], []
+    hashes: list[bytes] = []
+    responses: list[ActionResponse] = []
     digest = GENESIS_HASH
     for height, actions in enumerate(blocks(), start=1):
         output = chain.apply_block(height, T + height * 1000, actions)
