@@ -97,3 +97,93 @@ def test_an_unknown_signer_and_a_replayed_nonce_are_refused(devnet: Devnet) -> N
     refused = stranger.order("ETH", True, 0.1, 2800.0, {"limit": {"tif": "Gtc"}})
     assert refused["status"] == "err"
     assert refused["response"].startswith("User or API Wallet 0x")
+
+
+def test_market_order_fills(devnet: Devnet) -> None:
+    """The README's example, as written there."""
+    exchange = Exchange(devnet.wallet(1), devnet.url)
+    result = exchange.market_open("BTC", True, 0.01)
+    assert "filled" in result["response"]["data"]["statuses"][0]
+    info = Info(devnet.url, skip_ws=True)
+    [position] = info.user_state(devnet.accounts[1].address)["assetPositions"]
+    assert position["position"]["szi"] == "0.01"
+
+
+def test_modify_moves_an_order_under_a_new_oid(devnet: Devnet, info: Info) -> None:
+    trader = exchange(devnet, 6)
+    user = devnet.accounts[6].address
+    oid = oid_of(trader.order("SOL", True, 1.0, 140.0, {"limit": {"tif": "Gtc"}}))
+    modified = trader.modify_order(oid, "SOL", True, 2.0, 141.0, {"limit": {"tif": "Gtc"}})
+    assert modified["status"] == "ok", modified
+    [order] = [o for o in info.open_orders(user) if o["coin"] == "SOL"]
+    assert (order["limitPx"], order["sz"]) == ("141.0", "2.0") and order["oid"] != oid
+    status = info.query_order_by_oid(user, oid)
+    assert status["order"]["status"] == "canceled"
+
+
+def test_take_profit_and_stop_loss_rest_as_triggers(devnet: Devnet, info: Info) -> None:
+    trader = exchange(devnet, 7)
+    user = devnet.accounts[7].address
+    assert trader.market_open("ETH", True, 0.5)["status"] == "ok"
+    tp = {"trigger": {"triggerPx": 3300.0, "isMarket": True, "tpsl": "tp"}}
+    sl = {"trigger": {"triggerPx": 2700.0, "isMarket": True, "tpsl": "sl"}}
+    placed = trader.bulk_orders(
+        [
+            {
+                "coin": "ETH",
+                "is_buy": False,
+                "sz": 0.5,
+                "limit_px": 3300.0,
+                "order_type": tp,
+                "reduce_only": True,
+            },
+            {
+                "coin": "ETH",
+                "is_buy": False,
+                "sz": 0.5,
+                "limit_px": 2700.0,
+                "order_type": sl,
+                "reduce_only": True,
+            },
+        ],
+        grouping="positionTpsl",
+    )
+    assert placed["status"] == "ok", placed
+    frontend = [o for o in info.frontend_open_orders(user) if o["coin"] == "ETH"]
+    assert sorted(o["orderType"] for o in frontend) == ["Stop Market", "Take Profit Market"]
+    assert all(o["isTrigger"] and o["reduceOnly"] for o in frontend)
+
+
+def test_spot_order_and_balances(devnet: Devnet, info: Info) -> None:
+    trader = exchange(devnet, 8)
+    user = devnet.accounts[8].address
+    bought = trader.order("@1", True, 10.0, 31.0, {"limit": {"tif": "Ioc"}})  # HYPE/USDC
+    filled = bought["response"]["data"]["statuses"][0]["filled"]
+    assert filled["totalSz"] == "10.0"
+    balances = {b["coin"]: b for b in info.spot_user_state(user)["balances"]}
+    assert float(balances["HYPE"]["total"]) == pytest.approx(10_010, abs=0.01)  # less the fee
+
+
+def test_sub_account_and_transfers(devnet: Devnet, info: Info) -> None:
+    master = exchange(devnet, 9)
+    user = devnet.accounts[9].address
+    created = master.create_sub_account("desk")
+    assert created["status"] == "ok", created
+    sub = created["response"]["data"]
+    assert master.sub_account_transfer(sub, True, 1_000_000_000)["status"] == "ok"  # 1,000 USDC
+    [listed] = info.query_sub_accounts(user)
+    assert listed["subAccountUser"] == sub and listed["name"] == "desk"
+    assert listed["clearinghouseState"]["marginSummary"]["accountValue"] == "1000.0"
+    moved = master.usd_class_transfer(100.0, to_perp=False)
+    assert moved["status"] == "ok", moved
+    [purr] = [t for t in info.spot_meta()["tokens"] if t["name"] == "PURR"]
+    receiver = devnet.accounts[0].address
+
+    def purr_of(address: str) -> float:
+        balances = info.spot_user_state(address)["balances"]
+        return sum(float(b["total"]) for b in balances if b["coin"] == "PURR")
+
+    before = purr_of(receiver)
+    sent = master.spot_transfer(5.0, receiver, f"PURR:{purr['tokenId']}")
+    assert sent == {"status": "ok", "response": {"type": "default"}}
+    assert purr_of(receiver) == before + 5
