@@ -6,6 +6,8 @@ Invariants:
 - A body that is not a JSON object with an `action` object, an integer `nonce` and a
   `signature` is answered with HTTP 422 and Hyperliquid's plain text, like the real API; every
   other refusal is HTTP 200 with `{"status": "err", "response": ...}`.
+- Bodies are parsed by `decode_body`, as strictly as the real API's parser, so no value that
+  parser refuses (a lone surrogate, NaN, a number out of range) reaches the chain or its log.
 - The signature is checked over the action exactly as received (node/api/signing.py); the
   action is decoded only after, so a request that fails either changes nothing.
 - A user-signed action carries its nonce inside (`time` or `nonce`): it must equal the
@@ -14,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
@@ -56,11 +57,23 @@ def err(message: str) -> Refused:
     return Refused(200, {"status": "err", "response": message})
 
 
+def decode_body(body: bytes) -> Json:
+    """The JSON value of a request body; ValueError where Hyperliquid's parser (Rust's
+    serde_json) refuses it too: bytes that are not UTF-8 JSON, NaN and Infinity, a number beyond
+    a float's range, a lone UTF-16 surrogate escape, deep nesting. Python's `json` accepts the
+    middle three, and a lone surrogate is a str no UTF-8 encoder takes: msgspec, the block
+    log's encoder, raises on it mid-block."""
+    try:
+        return msgspec.json.decode(body)
+    except RecursionError as exc:  # the decoder's own depth guard, raised before any state
+        raise ValueError("nested too deeply") from exc
+
+
 def verify_request(body: bytes, network: Network = TESTNET) -> Verified | Refused:
     """Parse, check the signature, decode the action."""
     try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        request = decode_body(body)
+    except ValueError:
         return Refused(422, MALFORMED)
     if not isinstance(request, dict):
         return Refused(422, MALFORMED)
