@@ -16,6 +16,12 @@ Invariants:
   (marginCanceled).
 - `user_orders` and `cloids` index exactly the live orders (resting, parked trigger, and TP/SL
   children waiting for their parent); every order leaves them when it stops being live.
+  `children` lists exactly the parked orders still waiting for each parent, in oid order (the
+  order they were parked in). All three are functions of the books and `triggers` (which the
+  state hash relies on to leave them out).
+- `trigger_digest` plus the changes in `trigger_changes` is the order-set digest of `triggers`
+  (no arrival keys: triggers fire in oid order), kept like a book's (protocol/book.py): every
+  change to `triggers` is noted, and `settle_triggers` applies the notes.
 - Order ids and trade ids come from counters in this state, so the same actions in the same
   order give the same ids.
 
@@ -41,7 +47,18 @@ from protocol.actions import (
     OrderResponse,
     ScheduleCancelAction,
 )
-from protocol.book import TIF_ALO, TIF_GTC, TIF_IOC, BookSide, OrderBook, RestingOrder
+from protocol.book import (
+    TIF_ALO,
+    TIF_GTC,
+    TIF_IOC,
+    BookSide,
+    OrderBook,
+    RestingOrder,
+    note_change,
+    note_removal,
+    set_digest,
+    updated_digest,
+)
 from protocol.clearinghouse import Account, Clearinghouse
 from protocol.fixed import format_fixed
 from protocol.markets import Market, Markets
@@ -179,6 +196,8 @@ class Exchange:
         self.user_orders: dict[str, dict[int, int]] = {}  # user -> oid -> asset, live orders
         self.cloids: dict[tuple[str, str], int] = {}  # (user, cloid) -> oid, live orders
         self.triggers: dict[int, TriggerOrder] = {}  # parked TP/SL, armed or waiting
+        self.trigger_changes: dict[int, TriggerOrder | None] = {}  # oid -> as digested
+        self.trigger_digest = 0  # order-set digest of `triggers` as of `settle_triggers`
         self.children: dict[int, list[int]] = {}  # normalTpsl parent oid -> waiting children
         self.scheduled_cancels: dict[str, int] = {}  # user -> time the cancel-all fires
         self.scheduled_cancel_days: dict[str, tuple[int, int]] = {}  # user -> (day, triggers)
@@ -594,6 +613,7 @@ class Exchange:
 
     def _remove_trigger(self, order: TriggerOrder, status: str, time: int) -> None:
         del self.triggers[order.oid]
+        note_removal(self.trigger_changes, order.oid, order)
         if order.parent:
             waiting = self.children.get(order.parent)
             if waiting is not None:
@@ -609,6 +629,7 @@ class Exchange:
             return
         for child_oid in waiting:
             child = self.triggers.pop(child_oid)
+            note_removal(self.trigger_changes, child_oid, child)
             self._forget(child.user, child.oid, child.cloid)
             self.order_updates.append(OrderUpdate(child, CANCELED, time))
 
@@ -617,7 +638,9 @@ class Exchange:
         if waiting is None:
             return
         for child_oid in waiting:
-            self.triggers[child_oid] = msgspec.structs.replace(self.triggers[child_oid], parent=0)
+            child = self.triggers[child_oid]
+            note_change(self.trigger_changes, child_oid, child)
+            self.triggers[child_oid] = msgspec.structs.replace(child, parent=0)
 
     def remove_live_order(self, user: str, oid: int, status: str, time: int) -> bool:
         """Take one of `user`'s live orders off the exchange with `status`; False if none."""
@@ -777,6 +800,7 @@ class Exchange:
             parent,
             is_position_tpsl,
         )
+        note_change(self.trigger_changes, oid, None)
         self.triggers[oid] = order
         if parent:
             self.children.setdefault(parent, []).append(oid)
@@ -850,6 +874,16 @@ class Exchange:
             for oid in sorted(self.user_orders.get(user, {})):
                 self.remove_live_order(user, oid, SCHEDULED_CANCEL, time)
 
+    def settle_triggers(self) -> int:
+        """The order-set digest of `triggers`, brought up to date with the changes noted since
+        the last call."""
+        if self.trigger_changes:
+            self.trigger_digest = updated_digest(
+                self.trigger_digest, self.trigger_changes, self.triggers, {}
+            )
+            self.trigger_changes = {}
+        return self.trigger_digest
+
     # Queries.
 
     def open_orders(self, user: str) -> list[LiveOrder]:
@@ -878,8 +912,17 @@ class Exchange:
             for oid, asset in mine.items()
         }
         assert indexed == live, "user_orders does not match the live orders"
-        for (user, _cloid), oid in self.cloids.items():
-            assert live.get(oid, ("", 0))[0] == user, f"cloid index points at dead order {oid}"
+        live_orders: list[LiveOrder] = [o for b in self.books.values() for o in b.orders.values()]
+        live_orders.extend(self.triggers.values())
+        cloids = {(o.user, o.cloid): o.oid for o in live_orders if o.cloid is not None}
+        assert self.cloids == cloids, "cloids does not match the live orders"
+        waiting: dict[int, list[int]] = {}
+        for oid in sorted(self.triggers):
+            if self.triggers[oid].parent:
+                waiting.setdefault(self.triggers[oid].parent, []).append(oid)
+        assert self.children == waiting, "children does not match the waiting orders"
+        pending = updated_digest(self.trigger_digest, self.trigger_changes, self.triggers, {})
+        assert pending == set_digest(self.triggers, {}), "trigger digest drifted"
         self.clearinghouse._check()
 
 
