@@ -75,12 +75,12 @@ CODE_FINGERPRINT = _code_fingerprint()
 
 class ReplayMismatchError(Exception):
     """A replayed block ended with another state than the log recorded: `parts` names the parts
-    whose digests differ (empty when the log records no part digests, or when they all match
-    and only the recorded hash differs)."""
+    whose digests differ (empty when the log records no part digests in this code's layout,
+    or when they all match and only the recorded hash differs)."""
 
     def __init__(self, height: int, record: BlockRecord, replayed: StateDigest) -> None:
         self.height = height
-        self.parts = differing_parts(record.parts, replayed.parts) if record.parts else []
+        self.parts = differing_parts(record.digests, replayed.parts)
         if not record.parts:
             detail = "the log records no part digests to name the differing parts"
         elif self.parts:
@@ -274,7 +274,7 @@ def replay_records(
         chain.apply_block(record.height, record.time, [(p.user, p.action) for p in record.actions])
         digest = state_digest(chain, last_hash)
         if verify and (
-            digest.hash != record.state_hash or (record.parts and digest.parts != record.parts)
+            digest.hash != record.state_hash or (record.digests and digest.parts != record.digests)
         ):
             raise ReplayMismatchError(record.height, record, digest)
         if on_block is not None:

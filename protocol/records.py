@@ -7,10 +7,13 @@ Invariants:
   a block, heights consecutive from 1.
 - A block record holds the actions as proposed (signer and action, in proposal order), so a
   replay orders and executes them exactly as the block did.
-- A block record also holds the digest of each part of the state it ended with (`parts`, see
-  `state_digest`), so a replay that ends a block with another state can name the parts that
-  differ. Logs written before the field existed decode with no parts, and replay by their
-  state hashes alone.
+- A block record also holds the digest of each part of the state it ended with (`digests`:
+  the `StateDigest.parts` bytes, one `PART_DIGEST_SIZE` digest per part in `PARTS` order), so
+  a replay that ends a block with another state can name the parts that differ. The part names
+  are fixed by the code (`PARTS`), so they are not stored: `parts` pairs them with the
+  digests. Logs written before the field existed decode with no digests (an older record's
+  `parts` field of (name, digest) pairs is ignored: its digests are of another layout), and
+  replay by their state hashes alone.
 - Records follow msgspec's schema-evolution rules: new fields get defaults, so old logs replay.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import msgspec
 
 from protocol.chain import Action
-from protocol.state_hash import PartDigests
+from protocol.state_hash import PartDigests, named_parts
 
 
 class ProposedAction(msgspec.Struct, frozen=True):
@@ -37,7 +40,12 @@ class BlockRecord(msgspec.Struct, frozen=True, tag="block"):
     time: int
     actions: tuple[ProposedAction, ...]
     state_hash: bytes
-    parts: PartDigests = ()
+    digests: bytes = b""
+
+    @property
+    def parts(self) -> PartDigests:
+        """The part digests by name; empty when the record has none in this code's layout."""
+        return named_parts(self.digests)
 
 
 LogRecord = GenesisRecord | BlockRecord

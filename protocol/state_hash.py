@@ -27,7 +27,9 @@ Invariants:
   chained hash in order: msgspec writes a struct as a map of its fields in definition order,
   so the pieces are exactly the bytes of the whole encoding. A part digest is the first
   `PART_DIGEST_SIZE` bytes of the sha256 of the part's encoding: enough to tell parts apart
-  in a report, while the chained hash stays the integrity check.
+  in a report, while the chained hash stays the integrity check. The digests come as one
+  bytes string in `PARTS` order: the names are fixed by the code, so a record stores only the
+  digests.
 """
 
 from __future__ import annotations
@@ -355,7 +357,7 @@ PartDigests = tuple[tuple[str, bytes], ...]  # (part name, digest) in `PARTS` or
 
 class StateDigest(msgspec.Struct, frozen=True):
     hash: bytes  # the chained state hash
-    parts: PartDigests
+    parts: bytes  # the part digests, PART_DIGEST_SIZE bytes each, in `PARTS` order
 
 
 class _Field(msgspec.Struct, frozen=True):
@@ -390,16 +392,16 @@ PARTS = tuple(sub.part for field in _LAYOUT for sub in (field.nested if field.ne
 def state_digest(chain: Chain, previous: bytes) -> StateDigest:
     """The chained state hash of `chain` (what `state_hash` returns) and its part digests."""
     whole = hashlib.sha256(previous)
-    parts: list[tuple[str, bytes]] = []
+    parts: list[bytes] = []
     _feed(chain_snapshot(chain), _LAYOUT, whole, parts)
-    return StateDigest(whole.digest(), tuple(parts))
+    return StateDigest(whole.digest(), b"".join(parts))
 
 
 def _feed(
     struct: msgspec.Struct,
     layout: tuple[_Field, ...],
     whole: hashlib._Hash,
-    parts: list[tuple[str, bytes]],
+    parts: list[bytes],
 ) -> None:
     """Feed `struct`'s encoding to `whole` piece by piece, digesting each part on the way."""
     whole.update(_map_header(len(layout)))
@@ -411,16 +413,25 @@ def _feed(
             continue
         encoded = _ENCODER.encode(value)
         whole.update(encoded)
-        parts.append((field.part, hashlib.sha256(encoded).digest()[:PART_DIGEST_SIZE]))
+        parts.append(hashlib.sha256(encoded).digest()[:PART_DIGEST_SIZE])
 
 
-def differing_parts(recorded: PartDigests, replayed: PartDigests) -> list[str]:
-    """The parts whose digests differ, or that only one side has, in `replayed`'s order then
-    `recorded`'s."""
-    theirs = dict(recorded)
-    ours = dict(replayed)
-    names = [name for name, _ in replayed] + [name for name, _ in recorded if name not in ours]
-    return [name for name in names if theirs.get(name) != ours.get(name)]
+def named_parts(digests: bytes) -> PartDigests:
+    """The (part name, digest) pairs of `digests` (a `StateDigest.parts`); empty when its
+    length is not this layout's (a log without part digests, or from other code)."""
+    size = PART_DIGEST_SIZE
+    if len(digests) != len(PARTS) * size:
+        return ()
+    return tuple((name, digests[i * size : (i + 1) * size]) for i, name in enumerate(PARTS))
+
+
+def differing_parts(recorded: bytes, replayed: bytes) -> list[str]:
+    """The parts whose digests differ, in `PARTS` order; empty when either side is not in
+    this layout."""
+    theirs, ours = named_parts(recorded), named_parts(replayed)
+    if not theirs or not ours:
+        return []
+    return [name for (name, mine), (_, their) in zip(ours, theirs, strict=True) if mine != their]
 
 
 def state_diff(a: ChainSnapshot, b: ChainSnapshot) -> list[str]:

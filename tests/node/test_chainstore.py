@@ -40,7 +40,7 @@ from protocol.records import (
     decode_record,
     encode_record,
 )
-from protocol.state_hash import PARTS, chain_snapshot, state_digest
+from protocol.state_hash import PART_DIGEST_SIZE, PARTS, chain_snapshot, state_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "devnet.toml"
@@ -181,7 +181,8 @@ def test_records_hold_the_part_digests(tmp_path: Path) -> None:
     payloads = read_log(tmp_path)
     last = block(payloads, 5)
     assert [name for name, _ in last.parts] == list(PARTS)
-    assert last.parts == state_digest(chain, block(payloads, 4).state_hash).parts
+    assert last.digests == state_digest(chain, block(payloads, 4).state_hash).parts
+    assert len(last.digests) == len(PARTS) * PART_DIGEST_SIZE
 
     def changed(height: int) -> list[str]:
         before, after = dict(block(payloads, height - 1).parts), dict(block(payloads, height).parts)
@@ -236,8 +237,8 @@ def test_a_changed_part_digest_is_a_mismatch(tmp_path: Path) -> None:
     write_log(tmp_path, blocks())
     payloads = read_log(tmp_path)
     record = block(payloads, 3)
-    parts = tuple((n, bytes(8) if n == "funding" else d) for n, d in record.parts)
-    payloads[3] = encode_record(msgspec.structs.replace(record, parts=parts))
+    digests = b"".join(bytes(8) if n == "funding" else d for n, d in record.parts)
+    payloads[3] = encode_record(msgspec.structs.replace(record, digests=digests))
     with pytest.raises(ReplayMismatchError, match="height 3") as exc:
         replay_records(payloads, "test")
     assert exc.value.parts == ["funding"]
@@ -275,6 +276,49 @@ def test_old_records_without_parts_decode_and_replay(tmp_path: Path) -> None:
         replay_records(payloads, "test")
     assert exc.value.parts == []
     assert str(exc.value).endswith("the log records no part digests to name the differing parts")
+
+
+class NamedPartsBlockRecord(msgspec.Struct, frozen=True, tag="block"):
+    """A block record as logs were written when each part digest was stored with its name."""
+
+    height: int
+    time: int
+    actions: tuple[ProposedAction, ...]
+    state_hash: bytes
+    parts: tuple[tuple[str, bytes], ...] = ()
+
+
+def test_records_with_named_parts_decode_without_them(tmp_path: Path) -> None:
+    """A record of the earlier layout, every digest stored with its part name, decodes with
+    no digests (they were of other parts) and replays by its state hash. Storing the digests
+    alone saves the names in every record: more than 300 bytes of each."""
+    write_log(tmp_path, blocks())
+    payloads = read_log(tmp_path)
+    old_encoder = msgspec.msgpack.Encoder(order="deterministic")
+    for height in range(1, 6):
+        record = block(payloads, height)
+        named = NamedPartsBlockRecord(
+            record.height, record.time, record.actions, record.state_hash, record.parts
+        )
+        payloads[height] = old_encoder.encode(named)
+        assert len(payloads[height]) - len(encode_record(record)) > 300
+        decoded = block(payloads, height)
+        assert (decoded.digests, decoded.parts) == (b"", ())
+    assert replay_records(payloads, "test").last_hash == block(payloads, 5).state_hash
+
+
+def test_digests_of_another_layout_name_no_parts(tmp_path: Path) -> None:
+    """Digests that do not fit this code's part layout (a record from other code) are not
+    paired with names: a mismatch is reported without parts."""
+    write_log(tmp_path, blocks())
+    payloads = read_log(tmp_path)
+    record = block(payloads, 2)
+    forged = msgspec.structs.replace(record, digests=record.digests[:-1], state_hash=bytes(32))
+    payloads[2] = encode_record(forged)
+    assert block(payloads, 2).parts == ()
+    with pytest.raises(ReplayMismatchError, match="height 2") as exc:
+        replay_records(payloads, "test")
+    assert exc.value.parts == []
 
 
 # Snapshots.

@@ -200,8 +200,8 @@ def test_cli_replay_names_the_mismatch(
     block_log.close()
     record = decode_record(payloads[150])
     assert isinstance(record, BlockRecord)
-    parts = tuple((name, bytes(8) if name == "oracle" else d) for name, d in record.parts)
-    payloads[150] = encode_record(msgspec.structs.replace(record, parts=parts))
+    digests = b"".join(bytes(8) if name == "oracle" else d for name, d in record.parts)
+    payloads[150] = encode_record(msgspec.structs.replace(record, digests=digests))
     with BlockLog(copy / LOG_NAME) as forged:
         for payload in payloads:
             forged.append(payload)
