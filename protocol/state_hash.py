@@ -3,20 +3,47 @@
 Invariants:
 - `chain_snapshot` captures everything in the chain that determines its future behaviour, as
   frozen structs of tuples in a canonical order: accounts by address, positions and leverage by
-  asset, balances by token, resting orders in priority order (bids best first, then asks, time
-  order within a level), triggers by oid, every index by its key. Two chains in the same state
-  give equal snapshots whatever order their dicts were filled in. The one exception is the
-  sub-accounts, kept in creation order: `sub_accounts_of` lists them in that order, so it is
-  state, and an address-sorted list would lose it.
+  asset, balances by token, every index by its key. Two chains in the same state give equal
+  snapshots whatever order their dicts were filled in. The one exception is the sub-accounts,
+  kept in creation order: `sub_accounts_of` lists them in that order, so it is state, and an
+  address-sorted list would lose it.
+- The parts that grow with use, each book's resting orders and the parked TP/SL orders, enter
+  as order-set digests (`BookDigest`, `TriggersDigest`): how many orders, and the sum modulo
+  2**256 of sha256 over each order's canonical encoding (`entry_digest` in protocol/book.py).
+  A resting order's term covers its arrival key too, and the keys strictly increase along each
+  level's queue (an `OrderBook` invariant), so a book's digest fixes its price-time priority,
+  not only its orders: a fresh order's key is its own oid, a fired TP/SL, which keeps an older
+  oid and queues behind newer orders, gets the next key after its level's last live order.
+- The digests are kept up to date at the cost of what changed: the book notes each order
+  resting at the last hash that it fills or removes since (a dict update on the order path;
+  an order resting fresh costs a comparison, found later as an oid above the last hash's), the
+  exchange each TP/SL it parks, arms or removes, and taking the snapshot applies the notes
+  (`OrderBook.settle`, `Exchange.settle_triggers`): a block's hash costs in proportion to the
+  orders the block changed, not to the orders resting. `from_scratch=True` computes the same
+  digests over every order without touching the chain, for the tests and the `_check`s.
+- Why a sum: its terms can be taken out and put in one order at a time, in any order, and the
+  sum depends only on the set of terms, so dict order and history do not matter. Two different
+  order sets collide with chance 2**-256 unless someone crafts them: a generalized-birthday
+  search over many crafted orders finds equal sums far sooner than 2**128 steps. That is
+  acceptable here because the hash checks a node's execution against its own log (live against
+  replay, a snapshot against the log), and the log alone defines the chain; comparing hashes
+  with untrusted peers would need a wider modulus or a lattice hash.
+- What keys a fired TP/SL took is part of the state: two books holding the same orders in the
+  same priority can differ in such a key when they got there by different paths (the key
+  depends on the level's last live order when it rested), and then hash differently. Live
+  and replay run the same path and agree; so does any pair of chains without fired TP/SL
+  orders resting in the same level behind orders that have since left.
 - Left out: caches of pure functions (`Clearinghouse.notional_limits`); what the genesis fixes
   (markets, margin tables, default leverage, reserve params; the liquidator's address is kept,
   being cheap); the books' internals that do not change matching (lazy heap keys, cancelled
-  queue entries, level totals and counts, all derived from the live orders); and the events
-  waiting to be taken (fills, order updates, ledger updates).
+  queue entries, level totals and counts, `top`); the exchange's indexes over the live orders
+  (`user_orders`, `cloids`, `children`), each exactly a function of the books and the parked
+  orders (`Exchange._check` asserts it), so they add nothing; and the events waiting to be
+  taken (fills, order updates, ledger updates).
 - msgpack holds no int outside [-2**63, 2**64): every int that can grow without a bound the
   protocol enforces (balances, prices and sizes from the wire, times a user picks) is encoded
-  as its decimal string when it does not fit (`Big`). The nested snapshot() methods do the
-  same for their big ints.
+  as its decimal string when it does not fit (`Big`; `encode_canonical` for the orders). The
+  nested snapshot() methods do the same for their big ints.
 - `state_hash(chain, previous) = sha256(previous + msgpack(snapshot))`, the encoding
   deterministic (msgspec `order="deterministic"`), so the hash is the same in every process,
   whatever PYTHONHASHSEED.
@@ -39,6 +66,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from protocol.book import DIGEST_BITS, MSGPACK_MAX_INT, MSGPACK_MIN_INT, set_digest
 from protocol.clearinghouse import Account, SubAccount
 from protocol.funding import FundingSnapshot
 from protocol.lending import LendingSnapshot
@@ -52,13 +80,10 @@ GENESIS_HASH = bytes(32)
 
 Big = int | str  # an int, or its decimal string when msgpack cannot hold it
 
-_MIN_INT = -(2**63)
-_MAX_INT = 2**64
-
 
 def big(value: int) -> Big:
     """`value` itself when msgpack can hold it, else its decimal string."""
-    return value if _MIN_INT <= value < _MAX_INT else str(value)
+    return value if MSGPACK_MIN_INT <= value < MSGPACK_MAX_INT else str(value)
 
 
 # Clearinghouse.
@@ -116,50 +141,19 @@ class ClearinghouseSnapshot(msgspec.Struct, frozen=True):
 # Exchange.
 
 
-class RestingSnapshot(msgspec.Struct, frozen=True):
-    """A `RestingOrder` with its wire-sized ints made safe for msgpack."""
+class BookDigest(msgspec.Struct, frozen=True):
+    """One book's resting orders, as their order-set digest (see the module doc)."""
 
-    oid: int
-    user: str
     asset: int
-    is_buy: bool
-    px: Big
-    sz: Big
-    orig_sz: Big
-    timestamp: int
-    tif: int
-    reduce_only: bool
-    cloid: str | None
+    orders: int  # how many rest
+    digest: bytes  # DIGEST_BITS bits, big-endian
 
 
-class BookSnapshot(msgspec.Struct, frozen=True):
-    asset: int
-    orders: tuple[RestingSnapshot, ...]  # priority order
+class TriggersDigest(msgspec.Struct, frozen=True):
+    """The parked TP/SL orders, as their order-set digest."""
 
-
-class TriggerSnapshot(msgspec.Struct, frozen=True):
-    """A parked `TriggerOrder` with its wire-sized ints made safe for msgpack."""
-
-    oid: int
-    user: str
-    asset: int
-    is_buy: bool
-    px: Big
-    sz: Big
-    timestamp: int
-    reduce_only: bool
-    cloid: str | None
-    is_market: bool
-    trigger_px: Big
-    is_tp: bool
-    group: int
-    parent: int
-    is_position_tpsl: bool
-
-
-class UserOrders(msgspec.Struct, frozen=True):
-    user: str
-    orders: tuple[tuple[int, int], ...]  # (oid, asset) by oid
+    orders: int
+    digest: bytes
 
 
 class ScheduledCancelDay(msgspec.Struct, frozen=True):
@@ -171,11 +165,8 @@ class ScheduledCancelDay(msgspec.Struct, frozen=True):
 class ExchangeSnapshot(msgspec.Struct, frozen=True):
     next_oid: int
     next_tid: int
-    books: tuple[BookSnapshot, ...]  # by asset
-    triggers: tuple[TriggerSnapshot, ...]  # by oid
-    children: tuple[tuple[int, tuple[int, ...]], ...]  # by parent oid; children in list order
-    user_orders: tuple[UserOrders, ...]  # by user
-    cloids: tuple[tuple[str, str, int], ...]  # (user, cloid, oid) by (user, cloid)
+    books: tuple[BookDigest, ...]  # by asset
+    triggers: TriggersDigest
     scheduled_cancels: tuple[tuple[str, Big], ...]  # by user
     scheduled_cancel_days: tuple[ScheduledCancelDay, ...]  # by user
 
@@ -252,61 +243,26 @@ def clearinghouse_snapshot(chain: Chain) -> ClearinghouseSnapshot:
     )
 
 
-def exchange_snapshot(chain: Chain) -> ExchangeSnapshot:
+def _digest_bytes(value: int) -> bytes:
+    return value.to_bytes(DIGEST_BITS // 8, "big")
+
+
+def exchange_snapshot(chain: Chain, from_scratch: bool = False) -> ExchangeSnapshot:
+    """The exchange's state; the order-set digests brought up to date from the orders changed
+    since the last call, or, `from_scratch`, computed over every order (O(state), for checks;
+    nothing is updated then)."""
     ex = chain.exchange
-    books = tuple(
-        BookSnapshot(
-            asset,
-            tuple(
-                RestingSnapshot(
-                    o.oid,
-                    o.user,
-                    o.asset,
-                    o.is_buy,
-                    big(o.px),
-                    big(o.sz),
-                    big(o.orig_sz),
-                    o.timestamp,
-                    o.tif,
-                    o.reduce_only,
-                    o.cloid,
-                )
-                for o in ex.books[asset].resting_in_priority()
-            ),
-        )
-        for asset in sorted(ex.books)
-    )
-    triggers = tuple(
-        TriggerSnapshot(
-            t.oid,
-            t.user,
-            t.asset,
-            t.is_buy,
-            big(t.px),
-            big(t.sz),
-            t.timestamp,
-            t.reduce_only,
-            t.cloid,
-            t.trigger.is_market,
-            big(t.trigger.trigger_px),
-            t.trigger.is_tp,
-            t.group,
-            t.parent,
-            t.is_position_tpsl,
-        )
-        for t in (ex.triggers[oid] for oid in sorted(ex.triggers))
-    )
+    books = []
+    for asset in sorted(ex.books):
+        book = ex.books[asset]
+        digest = set_digest(book.orders, book.late) if from_scratch else book.settle()
+        books.append(BookDigest(asset, len(book.orders), _digest_bytes(digest)))
+    triggers = set_digest(ex.triggers, {}) if from_scratch else ex.settle_triggers()
     return ExchangeSnapshot(
         next_oid=ex.next_oid,
         next_tid=ex.next_tid,
-        books=books,
-        triggers=triggers,
-        children=tuple((parent, tuple(ex.children[parent])) for parent in sorted(ex.children)),
-        user_orders=tuple(
-            UserOrders(user, tuple(sorted(ex.user_orders[user].items())))
-            for user in sorted(ex.user_orders)
-        ),
-        cloids=tuple((user, cloid, oid) for (user, cloid), oid in sorted(ex.cloids.items())),
+        books=tuple(books),
+        triggers=TriggersDigest(len(ex.triggers), _digest_bytes(triggers)),
         scheduled_cancels=tuple(
             (user, big(ex.scheduled_cancels[user])) for user in sorted(ex.scheduled_cancels)
         ),
@@ -317,14 +273,15 @@ def exchange_snapshot(chain: Chain) -> ExchangeSnapshot:
     )
 
 
-def chain_snapshot(chain: Chain) -> ChainSnapshot:
-    """Everything the chain's future depends on, in canonical order (see the module doc)."""
+def chain_snapshot(chain: Chain, from_scratch: bool = False) -> ChainSnapshot:
+    """Everything the chain's future depends on, in canonical order (see the module doc);
+    `from_scratch` as for `exchange_snapshot`."""
     liquidator = chain.liquidator
     return ChainSnapshot(
         prices_driven=chain.prices_driven,
         mark_time=chain.mark_time,
         clearinghouse=clearinghouse_snapshot(chain),
-        exchange=exchange_snapshot(chain),
+        exchange=exchange_snapshot(chain, from_scratch),
         liquidator=LiquidatorSnapshot(
             liquidator.address, tuple(sorted(liquidator.last_partial.items()))
         ),
@@ -389,11 +346,12 @@ _LAYOUT = _layout(ChainSnapshot, "")
 PARTS = tuple(sub.part for field in _LAYOUT for sub in (field.nested if field.nested else (field,)))
 
 
-def state_digest(chain: Chain, previous: bytes) -> StateDigest:
-    """The chained state hash of `chain` (what `state_hash` returns) and its part digests."""
+def state_digest(chain: Chain, previous: bytes, from_scratch: bool = False) -> StateDigest:
+    """The chained state hash of `chain` (what `state_hash` returns) and its part digests;
+    `from_scratch` as for `exchange_snapshot` (the same result, at O(state))."""
     whole = hashlib.sha256(previous)
     parts: list[bytes] = []
-    _feed(chain_snapshot(chain), _LAYOUT, whole, parts)
+    _feed(chain_snapshot(chain, from_scratch), _LAYOUT, whole, parts)
     return StateDigest(whole.digest(), b"".join(parts))
 
 
