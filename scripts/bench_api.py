@@ -26,11 +26,11 @@ the API's verification (`verify_request`: JSON, signature recovery, action decod
 timed in this process on the same bodies. A server near 100% of its one core is the limit; the
 load process's small share shows it is not. `--profile PHASE` adds a cProfile of the server
 during that phase, summed by area (event loop, HTTP, signature recovery, JSON, API, chain).
-`--gc-freeze` runs the server with its start-up heap frozen and fewer young collections: an
-experiment, to see what the node would gain (the node itself does not do it).
+The server tunes its garbage collector as the node does (`node.cli.tune_collector`);
+`--default-gc` runs it with Python's default thresholds instead, to see what the tuning gains.
 
     .venv/bin/python scripts/bench_api.py [--connections N] [--bare N] [--singles N]
-        [--batches N] [--batch N] [--block-ms MS] [--profile PHASE] [--gc-freeze] [--json]
+        [--batches N] [--batch N] [--block-ms MS] [--profile PHASE] [--default-gc] [--json]
 
 `--json` prints one object with `single_actions_per_s`, `bare_requests_per_s` and
 `batched_orders_per_s` among its keys. Targets: single-order actions at >= 50% of the bare
@@ -76,6 +76,7 @@ from node.api.history import History  # noqa: E402
 from node.api.server import Api, Receive, Scope, Send, serve_api  # noqa: E402
 from node.blocks import BlockProducer  # noqa: E402
 from node.chainstore import open_store  # noqa: E402
+from node.cli import tune_collector  # noqa: E402
 from node.config import load_config, override  # noqa: E402
 from node.devaccounts import derive_accounts  # noqa: E402
 from node.market_maker import MarketMaker  # noqa: E402
@@ -159,7 +160,7 @@ class PhaseMeter:
         self.report.write_text(json.dumps({"gc_seconds": seconds, "gc_full_collections": full}))
 
 
-def serve_main(data_dir: Path, block_ms: int, profile: Path | None, gc_freeze: bool) -> int:
+def serve_main(data_dir: Path, block_ms: int, profile: Path | None, default_gc: bool) -> int:
     # One JSON line per block on stderr: the load process counts the blocks of each phase.
     structlog.configure(
         processors=[structlog.processors.JSONRenderer()],
@@ -167,11 +168,8 @@ def serve_main(data_dir: Path, block_ms: int, profile: Path | None, gc_freeze: b
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     PhaseMeter(data_dir.parent / "phase.json", profile)
-    if gc_freeze:
-        # What the node would gain from tuning its collector (the node does not): objects from
-        # start-up are never scanned again, and young collections run 70x less often.
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 1_000)
+    if not default_gc:
+        tune_collector()
     trio.run(serve, data_dir, block_ms)
     return 0
 
@@ -377,7 +375,7 @@ def blocks_logged(log: Path) -> int:
 class Server:
     """The node subprocess, its stderr log, and the profile it writes when asked."""
 
-    def __init__(self, directory: Path, block_ms: int, profile: bool, gc_freeze: bool) -> None:
+    def __init__(self, directory: Path, block_ms: int, profile: bool, default_gc: bool) -> None:
         self.log = directory / "server.log"
         self.phase_report = directory / "phase.json"  # PhaseMeter's
         self.profile = directory / "server.prof" if profile else None
@@ -385,8 +383,8 @@ class Server:
         argv += ["--block-ms", str(block_ms)]
         if self.profile is not None:
             argv += ["--profile-to", str(self.profile)]
-        if gc_freeze:
-            argv.append("--gc-freeze")
+        if default_gc:
+            argv.append("--default-gc")
         with self.log.open("wb") as stderr:
             self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr)
         assert self.process.stdout is not None
@@ -486,9 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the server (cProfile) during one phase and print its top functions",
     )
     parser.add_argument(
-        "--gc-freeze",
+        "--default-gc",
         action="store_true",
-        help="freeze the server's start-up heap and collect less often (an experiment)",
+        help="run the server with Python's default collector thresholds, not the node's",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", metavar="DATA_DIR", help=argparse.SUPPRESS)
@@ -496,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         profile_to = None if args.profile_to is None else Path(args.profile_to)
-        return serve_main(Path(args.serve), args.block_ms, profile_to, args.gc_freeze)
+        return serve_main(Path(args.serve), args.block_ms, profile_to, args.default_gc)
 
     config = load_config(CONFIG)
     keys = [a.private_key for a in derive_accounts(config.dev_accounts.mnemonic, 10)]
@@ -510,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     batch_verify_us = verify_cost_us(batches[:200])
 
     with tempfile.TemporaryDirectory() as directory:
-        server = Server(Path(directory), args.block_ms, args.profile is not None, args.gc_freeze)
+        server = Server(Path(directory), args.block_ms, args.profile is not None, args.default_gc)
         try:
             host, port = server.url.removeprefix("http://").split(":")
             connections = [Connection((host, int(port))) for _ in range(args.connections)]
@@ -536,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rates = {name: len(phase.answers) / phase.seconds for name, (phase, _) in phases.items()}
     result: dict[str, Any] = {
-        "gc_freeze": args.gc_freeze,
+        "default_gc": args.default_gc,
         "connections": args.connections,
         "block_ms": args.block_ms,
         "batch": args.batch,

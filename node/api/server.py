@@ -17,10 +17,11 @@ Invariants:
 
 from __future__ import annotations
 
-import json
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import structlog
 import trio
 from hypercorn.config import Config
@@ -52,7 +53,6 @@ from protocol.chain import Chain
 
 MAX_BODY_BYTES = 1 << 20  # Hyperliquid does not document one; a 40-order batch is ~4 KiB
 DEVNET_USER = "devnet"  # the proposer of the devnet's control actions in the log
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +94,7 @@ class Api:
         if method != "POST":
             await _respond(send, 405, "Method Not Allowed")
             return
-        if path == "/devnet" and (scope.get("client") or ("",))[0] not in LOOPBACK:
+        if path == "/devnet" and not _is_loopback((scope.get("client") or ("",))[0]):
             await _respond(send, 403, "the devnet controls answer loopback clients only")
             return
         try:
@@ -220,6 +220,13 @@ class Api:
         await self.ws.serve_connection(receive_text, send_text, close)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _ok(response: Json) -> Json:
     return {"status": "ok", "response": response}
 
@@ -276,7 +283,7 @@ async def _respond(send: Send, status: int, body: Json) -> None:
     if isinstance(body, str) and status != 200:
         payload, kind = body.encode(), b"text/plain; charset=utf-8"
     else:
-        payload, kind = json.dumps(body, separators=(",", ":")).encode(), b"application/json"
+        payload, kind = msgspec.json.encode(body), b"application/json"
     headers = [(b"content-type", kind), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

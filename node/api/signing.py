@@ -11,7 +11,7 @@ Three schemes, picked by the action's `type`:
   domain (chainId 1337).
 
 Invariants:
-- L1 actions are hashed exactly as received: msgpack of the object `json` parsed, key order,
+- L1 actions are hashed exactly as received: msgpack of the parsed JSON object, key order,
   ints and nulls kept. Re-ordering keys or changing a value's type changes the hash, hence the
   recovered address: the client signed those bytes, not a canonical form of them.
 - The EIP-712 digests are built from the standard's definition, with their constant parts
