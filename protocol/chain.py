@@ -139,8 +139,8 @@ class Chain:
         self.clearinghouse.portfolio = self.portfolio
         self.agents = AgentBook()
         self.nonces = NonceState()
-        # Devnet snapshots (POST /devnet): pickled states by id, ids never reused.
-        self.saved: dict[int, bytes] = {}
+        # Devnet snapshots (POST /devnet): (block time, pickled state) by id, ids never reused.
+        self.saved: dict[int, tuple[int, bytes]] = {}
         self.next_snapshot_id = 1
         self.ledger: list[LedgerUpdate] = []
         if self.prices_driven:
@@ -226,27 +226,27 @@ class Chain:
             case SetOraclePriceAction() | FundAction():
                 return self._devnet_control(action, time)
             case SnapshotAction():
-                return SnapshotResponse(self._save())
+                return SnapshotResponse(self._save(time))
             case RevertAction():
                 if action.id not in self.saved:
                     return ErrorResponse(f"Unknown snapshot id {action.id}.")
                 self._restore(action.id)
                 return DefaultResponse()
 
-    def _save(self) -> int:
+    def _save(self, time: int) -> int:
         """Keep a copy of the whole state under a new id. The node runs a snapshot alone in a
         block, where it executes first, so no event of the block is pending in the copy."""
         snapshot_id = self.next_snapshot_id
         self.next_snapshot_id += 1
         state = {k: v for k, v in vars(self).items() if k not in _NOT_SAVED}
-        self.saved[snapshot_id] = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        self.saved[snapshot_id] = (time, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         return snapshot_id
 
     def _restore(self, snapshot_id: int) -> None:
         """Back to the state saved under `snapshot_id` (time does not go back: the next block
         accrues interest and funding samples over the gap). That snapshot and every later one
         are dropped, as Anvil's evm_revert does; earlier ones stay."""
-        vars(self).update(pickle.loads(self.saved[snapshot_id]))
+        vars(self).update(pickle.loads(self.saved[snapshot_id][1]))
         for later in [i for i in self.saved if i >= snapshot_id]:
             del self.saved[later]
 

@@ -66,11 +66,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from protocol.agents import AgentsSnapshot
 from protocol.book import DIGEST_BITS, MSGPACK_MAX_INT, MSGPACK_MIN_INT, set_digest
 from protocol.clearinghouse import Account, SubAccount
 from protocol.funding import FundingSnapshot
 from protocol.lending import LendingSnapshot
 from protocol.mark import MarkSnapshot
+from protocol.nonces import NoncesSnapshot
 from protocol.oracle import OracleSnapshot
 
 if TYPE_CHECKING:
@@ -179,6 +181,14 @@ class LiquidatorSnapshot(msgspec.Struct, frozen=True):
     last_partial: tuple[tuple[str, int], ...]  # by user
 
 
+class DevnetSnapshots(msgspec.Struct, frozen=True):
+    """The devnet's saved states, by id with the block time each was taken at: what a saved
+    state holds is the chain's state at that time, which the chained hash already commits to."""
+
+    saved: tuple[tuple[int, int], ...]
+    next_id: int
+
+
 class ChainSnapshot(msgspec.Struct, frozen=True):
     prices_driven: bool
     mark_time: int
@@ -189,6 +199,9 @@ class ChainSnapshot(msgspec.Struct, frozen=True):
     marks: tuple[tuple[int, MarkSnapshot], ...]  # by asset
     funding: FundingSnapshot
     lending: LendingSnapshot
+    agents: AgentsSnapshot
+    nonces: NoncesSnapshot
+    devnet_snapshots: DevnetSnapshots
 
 
 def _ints(mapping: dict[int, int]) -> tuple[tuple[int, Big], ...]:
@@ -289,6 +302,11 @@ def chain_snapshot(chain: Chain, from_scratch: bool = False) -> ChainSnapshot:
         marks=tuple((asset, chain.marks[asset].snapshot()) for asset in sorted(chain.marks)),
         funding=chain.funding.snapshot(),
         lending=chain.lending.snapshot(),
+        agents=chain.agents.snapshot(),
+        nonces=chain.nonces.snapshot(),
+        devnet_snapshots=DevnetSnapshots(
+            tuple((i, chain.saved[i][0]) for i in sorted(chain.saved)), chain.next_snapshot_id
+        ),
     )
 
 

@@ -37,7 +37,7 @@ def test_vector_replays(path: Path) -> None:
 def test_a_changed_action_in_the_vector_names_the_parts() -> None:
     """In block 3 of the basic vector, an IOC buy of 2 ETH takes a resting sell of 2 ETH. Made
     an IOC of 1, it leaves 1 ETH of the sell resting: the replay stops at height 3 naming the
-    accounts (smaller positions), the perp fees, the book and the seller's live orders."""
+    accounts (smaller positions), the perp fees and the book."""
     fixture = msgspec.json.decode(BASIC.read_bytes(), type=Fixture)
     block = fixture.records[3]
     assert isinstance(block, BlockRecord)
@@ -57,7 +57,6 @@ def test_a_changed_action_in_the_vector_names_the_parts() -> None:
         "clearinghouse.accounts",
         "clearinghouse.perp_fees",
         "exchange.books",
-        "exchange.user_orders",
     ]
 
 

@@ -12,10 +12,12 @@ from protocol.actions import (
     DefaultResponse,
     ErrorResponse,
     FundAction,
+    NoopAction,
     OrderAction,
     OrderResponse,
     SetOraclePriceAction,
     SignedAction,
+    SnapshotAction,
     UsdSendAction,
     UserAction,
 )
@@ -23,6 +25,7 @@ from protocol.agents import MAX_NAMED_AGENTS, AgentBook
 from protocol.chain import Action, Chain, ExecutedAction
 from protocol.markets import Markets
 from protocol.orders import Resting
+from protocol.state_hash import GENESIS_HASH, state_hash
 from tests.protocol.conftest import BTC, USD, limit
 
 T = 1_700_000_000_000
@@ -144,3 +147,19 @@ def test_devnet_controls_set_the_oracle_and_fund(markets: Markets) -> None:
     assert hype_token is not None
     assert account.spot_total[hype_token.index] == 3 * 10**hype_token.wei_decimals
     assert bad.response == ErrorResponse("Unknown perp 'PURR/USDC'.")
+
+
+def test_agents_nonces_and_devnet_snapshots_are_in_the_state_hash(markets: Markets) -> None:
+    """Each of these changes only its own part of the state: the hash must see it."""
+
+    def digest_after(actions: list[tuple[str, Action]]) -> bytes:
+        chain = Chain(markets, start_time=T)
+        chain.deposit(MASTER, 100_000 * USD, T)
+        chain.apply_block(1, T, actions)
+        return state_hash(chain, GENESIS_HASH)
+
+    plain = digest_after([(MASTER, NoopAction())])
+    approve = ApproveAgentAction(agent_address=AGENT, nonce=T)
+    assert digest_after([(MASTER, approve)]) != plain  # unsigned: no nonce kept
+    assert digest_after([(MASTER, signed(NoopAction()))]) != plain  # a nonce is kept
+    assert digest_after([("devnet", SnapshotAction())]) != plain
