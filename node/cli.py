@@ -321,6 +321,7 @@ def _replay(args: argparse.Namespace) -> int:
     (`--verify`, the default). A mismatch is reported with its height and the differing parts
     of the state."""
     data_dir = Path(args.data_dir)
+    tune_collector()
     try:
         block_log, payloads = BlockLog.open(data_dir)
         block_log.close()

@@ -28,31 +28,36 @@ RATE_DECIMALS = 12
 RATE_SCALE: int = 10**RATE_DECIMALS
 WAD: int = 10**18
 
-_DIGITS = frozenset("0123456789")
-
 
 def parse_fixed(text: str, decimals: int) -> int | None:
     """The integer `text * 10**decimals`, or None when `text` is not a plain decimal or has
     nonzero digits beyond `decimals` places. Trailing zeros beyond the scale are accepted."""
     if not text or len(text) > 64:
         return None
-    negative = text[0] == "-"
-    if negative or text[0] == "+":
-        text = text[1:]
-    whole, dot, frac = text.partition(".")
-    if not whole and not frac:
+    sign = text[0]
+    body = text[1:] if sign in "+-" else text
+    whole, _, frac = body.partition(".")
+    # isdigit() alone would take other scripts' digits: ASCII only.
+    if whole and not (whole.isascii() and whole.isdigit()):
         return None
-    if (whole and not _DIGITS.issuperset(whole)) or (frac and not _DIGITS.issuperset(frac)):
-        return None
-    if dot and not frac and not whole:
-        return None
-    if len(frac) > decimals:
-        extra = frac[decimals:]
-        if extra.strip("0"):
+    if frac:
+        if not (frac.isascii() and frac.isdigit()):
             return None
-        frac = frac[:decimals]
-    value: int = int(whole or "0") * 10**decimals + int((frac or "0").ljust(decimals, "0") or "0")
-    return -value if negative else value
+        if len(frac) > decimals:
+            if frac[decimals:].strip("0"):
+                return None
+            frac = frac[:decimals]
+        value = (
+            int(whole or "0") * _POWERS[decimals] + int(frac or "0") * _POWERS[decimals - len(frac)]
+        )
+    elif whole:
+        value = int(whole) * _POWERS[decimals]
+    else:
+        return None
+    return -value if sign == "-" else value
+
+
+_POWERS: tuple[int, ...] = tuple(10**n for n in range(65))
 
 
 def format_fixed(value: int, decimals: int) -> str:

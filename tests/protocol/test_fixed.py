@@ -17,6 +17,8 @@ def test_parse_exact_values() -> None:
     assert parse_fixed("-2.5", 1) == -25
     assert parse_fixed(".5", 1) == 5
     assert parse_fixed("5.", 1) == 50
+    assert parse_fixed("5.000", 0) == 5  # zeros past the scale, down to none at all
+    assert parse_fixed("+3", 1) == 30
 
 
 def test_parse_refuses_excess_precision_and_junk() -> None:
@@ -28,6 +30,9 @@ def test_parse_refuses_excess_precision_and_junk() -> None:
     assert parse_fixed("1.2.3", 2) is None
     assert parse_fixed("nan", 2) is None
     assert parse_fixed(" 1", 2) is None
+    assert parse_fixed("-", 2) is None
+    assert parse_fixed("\u0661", 0) is None  # an Arabic-Indic one: isdigit() alone takes it
+    assert parse_fixed("1_000", 0) is None  # int() alone takes it
 
 
 def test_format_strips_trailing_zeros() -> None:
