@@ -312,6 +312,9 @@ async def serve_api(
     config.accesslog = None
     config.errorlog = None
     config.keep_alive_timeout = 75
+    # Trading clients hold one connection for hours: do not make them reconnect every 1,000
+    # requests (hypercorn's default).
+    config.keep_alive_max_requests = 1_000_000
     async with trio.open_nursery() as nursery:
         nursery.start_soon(api.ws.run)
         binds = await nursery.start(serve, api, config)
