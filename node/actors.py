@@ -11,7 +11,8 @@ phases as `Chain.apply_block`, which replay runs:
     lending     SettlePortfolio   portfolio-margin debts to target, idle USDC supplied
     margin      Liquidate         standard accounts, then portfolio-margin accounts
     matching    CollectEvents     the block's fills, order updates, ledger and funding
-    store       Commit            state hash, block durable in the log (fsync)
+    (indexes)                     the API's history takes the block's output
+    store       Commit            state hash, block durable in the log (fsync), snapshots
     bus         BlockEvent        the committed block, to subscribers (the API)
 
 Invariants:
@@ -30,7 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -309,11 +310,17 @@ class Actors:
         self.bus.close()
 
     async def run_block(
-        self, height: int, time: int, proposed: list[tuple[str, Action]], traded: frozenset[int]
+        self,
+        height: int,
+        time: int,
+        proposed: list[tuple[str, Action]],
+        traded: frozenset[int],
+        before_commit: Sequence[Callable[[BlockOutput], None]] = (),
     ) -> tuple[list[tuple[str, Action]], BlockOutput, bytes]:
         """One block through every phase. The maker's actions go first in the proposals, so
-        users trade against quotes at the block's prices. Returns the proposals as executed
-        and logged, the block's output, and its state hash."""
+        users trade against quotes at the block's prices; `before_commit` gets the block's
+        output before the store commits it (and snapshots what they keep). Returns the
+        proposals as executed and logged, the block's output, and its state hash."""
         prices = await self.oracle.call(PublishPrices(time))
         await self.lending.call(AccrueInterest(time))
         quotes = await self.maker.call(Quote(prices.prices, traded))
@@ -328,5 +335,7 @@ class Actors:
             CollectEvents(height, time, executed.executed, timed.funding)
         )
         assert isinstance(events, EventsCollected)
+        for index in before_commit:
+            index(events.output)
         committed = await self.store.call(Commit(height, time, tuple(proposed)))
         return proposed, events.output, committed.state_hash

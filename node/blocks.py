@@ -180,9 +180,10 @@ class BlockProducer:
         self._started = False
         # Held while a block runs: readers of the chain (the API) take it to see whole blocks.
         self.state_lock = trio.Lock()
-        # Called with each committed block, under the state lock, before the next block: for
-        # indexes that must see the state the block left (the API's history). Keep them quick.
-        self.on_commit: list[Callable[[BlockOutput], None]] = []
+        # Called with each block's output, under the state lock, once its phases ran and before
+        # it is committed: for indexes that must see the state the block left (the API's
+        # history), and that the block store saves with its snapshots. Keep them quick.
+        self.before_commit: list[Callable[[BlockOutput], None]] = []
 
     @property
     def inbox(self) -> trio.MemorySendChannel[Message]:
@@ -324,15 +325,15 @@ class BlockProducer:
             await self.actors.bus.publish(BlockEvent(block, digest, took_ms))
 
     async def _run_block(self, time: int) -> tuple[BlockOutput, bytes, float]:
-        """One block through the actors; its replies sent, its hooks run, its line logged."""
+        """One block through the actors; its replies sent, its line logged."""
         started = trio.current_time()
         height = self.height + 1
         pending, self._pending = self._pending, []
         proposed = [(p.user, p.action) for p in pending]
-        proposed, block, digest = await self.actors.run_block(height, time, proposed, self._traded)
+        proposed, block, digest = await self.actors.run_block(
+            height, time, proposed, self._traded, self.before_commit
+        )
         self.last_hash = digest
-        for hook in self.on_commit:
-            hook(block)
         self.height, self.time = height, time
         self.clock.stamped(time)
         if self._blocks_left is not None:

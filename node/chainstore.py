@@ -7,7 +7,8 @@ Invariants:
   reported: `ChainStore.commit` returns only after the log's fsync.
 - Every `snapshot_every` blocks, after the block's record is durable, `ChainStore.commit` writes
   a snapshot of the whole chain (`SavedChain`: the `Chain` object, its height, block time, the
-  previous block's hash and its own), keeping the `KEEP_SNAPSHOTS` newest. A snapshot is a
+  previous block's hash and its own, and the node's `Index` after the same block), keeping the
+  `KEEP_SNAPSHOTS` newest. A snapshot is a
   shortcut, never a source of truth: the log alone defines the chain.
 - Resuming rebuilds the chain from the newest snapshot that checks out, else from the genesis
   record alone (the config text it started with and its time), then replays the block records
@@ -15,7 +16,8 @@ Invariants:
   snapshot checks out when it unpickles into a `SavedChain` written by this very protocol code
   (`CODE_FINGERPRINT`), its height is a block of the log, and re-hashing its chain on its
   previous hash gives the state hash the log recorded at that height; any other is skipped
-  with a warning.
+  with a warning. The index resumes with the snapshot and is fed every block replayed after
+  it; from the genesis, a new index is fed every block, so it never misses one.
 - A replay that ends a block with another state than the log's raises `ReplayMismatchError`
   naming the height and the parts of the state that differ (from the record's part digests).
 
@@ -33,16 +35,17 @@ import pickle
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 import structlog
 
 import protocol
 from node.blocklog import LOG_NAME, BlockLog, prune_snapshots, snapshots
-from node.config import NodeConfig, parse_config
+from node.config import DEFAULT_SNAPSHOT_EVERY, NodeConfig, parse_config
 from node.devaccounts import genesis_funding
 from node.market_maker import maker_funding
-from protocol.chain import Action, Chain
+from protocol.chain import Action, BlockOutput, Chain
 from protocol.genesis import fund_genesis
 from protocol.records import (
     BlockRecord,
@@ -54,20 +57,29 @@ from protocol.records import (
 )
 from protocol.state_hash import GENESIS_HASH, StateDigest, differing_parts, state_digest
 
-DEFAULT_SNAPSHOT_EVERY = 1000
 KEEP_SNAPSHOTS = 2  # the newest, and one to fall back on if it is damaged
 
 log = structlog.get_logger(__name__)
 
 
 def _code_fingerprint() -> bytes:
-    """sha256 of protocol/'s sources. A snapshot pickles protocol objects by their attributes:
-    other code (a field added, a class renamed) could unpickle them into objects that hash
-    like the log's and still lack what the new code needs."""
+    """sha256 of protocol/'s sources and of the index a snapshot carries (the API's history).
+    A snapshot pickles their objects by their attributes: other code (a field added, a class
+    renamed) could unpickle them into objects that hash like the log's and still lack what the
+    new code needs."""
     digest = hashlib.sha256()
-    for path in sorted(Path(protocol.__file__).parent.glob("*.py")):
+    sources = sorted(Path(protocol.__file__).parent.glob("*.py"))
+    for path in [*sources, Path(__file__).parent / "api" / "history.py"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.digest()
+
+
+class Index(Protocol):
+    """What the node keeps beside the chain, derived from the blocks' outputs (the API's
+    history): fed every block, saved with the chain's snapshots, so resuming from a snapshot
+    restores it and feeds it the blocks replayed after."""
+
+    def on_block(self, output: BlockOutput, chain: Chain) -> None: ...
 
 
 CODE_FINGERPRINT = _code_fingerprint()
@@ -117,6 +129,7 @@ class SavedChain(msgspec.Struct, frozen=True):
     previous_hash: bytes  # the state hash of block height - 1
     state_hash: bytes  # the state hash of block height, as the log records it
     chain: Chain
+    index: Index | None = None  # the node's index after the same block, if it keeps one
 
 
 class ChainStore:
@@ -134,6 +147,8 @@ class ChainStore:
         self.log = block_log
         self.last_hash = last_hash
         self.snapshot_every = snapshot_every
+        # The index saved with each snapshot; it must already hold the block being committed.
+        self.index: Index | None = None
 
     def commit(
         self, chain: Chain, height: int, time: int, proposed: list[tuple[str, Action]]
@@ -145,7 +160,9 @@ class ChainStore:
         record = BlockRecord(height, time, actions, digest.hash, digest.parts)
         self.log.append(encode_record(record))
         if height % self.snapshot_every == 0:
-            saved = SavedChain(CODE_FINGERPRINT, height, time, self.last_hash, digest.hash, chain)
+            saved = SavedChain(
+                CODE_FINGERPRINT, height, time, self.last_hash, digest.hash, chain, self.index
+            )
             self._write_snapshot(saved)
         self.last_hash = digest.hash
         return digest.hash
@@ -193,6 +210,7 @@ class Loaded(msgspec.Struct):
     time: int
     last_hash: bytes
     start_height: int = 0
+    index: Index | None = None  # fed every replayed block, when asked for
 
 
 def _genesis_config(record: GenesisRecord, source: str) -> NodeConfig:
@@ -245,11 +263,14 @@ def replay_records(
     *,
     snapshot_dir: Path | None = None,
     on_block: Callable[[int, bytes], None] | None = None,
+    index: Callable[[Index | None], Index] | None = None,
 ) -> Loaded:
     """Rebuild the chain from log payloads, up to `to_height` (all by default), checking each
     block's state hash and part digests when `verify`. With `snapshot_dir`, start from its
     newest snapshot that checks out (at most `to_height`), else from the genesis. `on_block`
-    gets each replayed block's height and state hash."""
+    gets each replayed block's height and state hash. `index` makes the node's index from the
+    one saved with the snapshot started from (None: from the genesis, or a snapshot without
+    one); it is fed every replayed block and returned in `Loaded.index`."""
     if not payloads:
         raise BadLogError("the log is empty: no genesis record")
     genesis = decode_record(payloads[0])
@@ -265,13 +286,17 @@ def replay_records(
         chain = saved.chain
         height, time, last_hash = saved.height, saved.time, saved.state_hash
     start_height = height
-    for index in range(height + 1, len(payloads)):
-        record = decode_record(payloads[index])
+    kept = None if index is None else index(None if saved is None else saved.index)
+    for position in range(height + 1, len(payloads)):
+        record = decode_record(payloads[position])
         if not isinstance(record, BlockRecord) or record.height != height + 1:
-            raise BadLogError(f"record {index} is not block {height + 1}")
+            raise BadLogError(f"record {position} is not block {height + 1}")
         if to_height is not None and record.height > to_height:
             break
-        chain.apply_block(record.height, record.time, [(p.user, p.action) for p in record.actions])
+        proposed = [(p.user, p.action) for p in record.actions]
+        output = chain.apply_block(record.height, record.time, proposed)
+        if kept is not None:
+            kept.on_block(output, chain)
         digest = state_digest(chain, last_hash)
         if verify and (
             digest.hash != record.state_hash or (record.digests and digest.parts != record.digests)
@@ -280,7 +305,7 @@ def replay_records(
         if on_block is not None:
             on_block(record.height, digest.hash)
         height, time, last_hash = record.height, record.time, record.state_hash
-    return Loaded(config, genesis.time, chain, height, time, last_hash, start_height)
+    return Loaded(config, genesis.time, chain, height, time, last_hash, start_height, kept)
 
 
 def open_store(
@@ -290,13 +315,18 @@ def open_store(
     genesis_time_ms: int,
     *,
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+    index: Callable[[Index | None], Index] | None = None,
 ) -> tuple[ChainStore, Loaded]:
     """Open the data directory: resume the chain it holds (from its newest good snapshot and
     the log after it), or start a new one from `config` (recording `config_text` and
-    `genesis_time_ms` as its genesis). The store snapshots every `snapshot_every` blocks."""
+    `genesis_time_ms` as its genesis). The store snapshots every `snapshot_every` blocks.
+    `index`, as for `replay_records`, also makes the index of a new chain (from None); the
+    store then saves it with every snapshot."""
     block_log, payloads = BlockLog.open(data_dir)
     if payloads:
-        loaded = replay_records(payloads, str(data_dir / LOG_NAME), snapshot_dir=data_dir)
+        loaded = replay_records(
+            payloads, str(data_dir / LOG_NAME), snapshot_dir=data_dir, index=index
+        )
         log.info(
             "resumed",
             height=loaded.height,
@@ -306,5 +336,8 @@ def open_store(
     else:
         block_log.append(encode_record(GenesisRecord(config_text, genesis_time_ms)))
         chain = new_chain(config, genesis_time_ms)
-        loaded = Loaded(config, genesis_time_ms, chain, 0, genesis_time_ms, GENESIS_HASH)
-    return ChainStore(block_log, loaded.last_hash, snapshot_every), loaded
+        kept = None if index is None else index(None)
+        loaded = Loaded(config, genesis_time_ms, chain, 0, genesis_time_ms, GENESIS_HASH, 0, kept)
+    store = ChainStore(block_log, loaded.last_hash, snapshot_every)
+    store.index = loaded.index
+    return store, loaded

@@ -30,6 +30,7 @@ from node.blocklog import BlockLog, CorruptLogError
 from node.blocks import BlockProducer
 from node.chainstore import (
     BadLogError,
+    Index,
     ReplayMismatchError,
     export_fixture,
     open_store,
@@ -230,7 +231,24 @@ async def run_node(
     `config.data_dir`: resumed from its log when there is one, else started at
     `genesis_time_ms` and logged from its genesis. `wall_ms` is the clock block times follow
     (the system clock by default); `announce` gets the API's URL once it listens."""
-    store, loaded = open_store(Path(config.data_dir), config, config.text, genesis_time_ms)
+
+    def history_from(saved: Index | None) -> History:
+        """The API's history: the one saved with the snapshot resumed from, fed the blocks
+        replayed after it; a new one when the chain starts, or its replay, at the genesis (a
+        replay's blocks then set its clock)."""
+        return saved if isinstance(saved, History) else History(genesis_time_ms)
+
+    data_dir = Path(config.data_dir)
+    store, loaded = open_store(
+        data_dir,
+        config,
+        config.text,
+        genesis_time_ms,
+        snapshot_every=config.snapshot_every,
+        index=history_from,
+    )
+    history = loaded.index
+    assert isinstance(history, History)
     tune_collector()
     maker = None
     if config.market_maker.enabled:
@@ -259,7 +277,7 @@ async def run_node(
                 nursery.cancel_scope.cancel()  # max_blocks reached: stop the signal watcher
 
             nursery.start_soon(stop_on_signal)
-            api = Api(producer, History(loaded.time))
+            api = Api(producer, history)
             url = await nursery.start(serve_api, api, API_HOST, config.port)
             if announce is not None:
                 announce(url)

@@ -30,6 +30,7 @@ DEFAULT_CONFIG_PATH = "configs/devnet.toml"
 DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_DATA_DIR = "data"
 DEFAULT_PORT = 3001
+DEFAULT_SNAPSHOT_EVERY = 1000
 MAX_PORT = 65_535
 KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending", "dev_accounts", "market_maker"})
 MINING_MODES = ("interval", "instant", "mixed", "manual")
@@ -50,6 +51,7 @@ class NodeConfig(msgspec.Struct, frozen=True):
     mining: str = "interval"  # one of MINING_MODES
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY  # blocks between snapshots of the chain
     source: str = "<config>"  # where the config came from, for messages and the banner
     text: str = ""  # the TOML text itself, recorded as the chain's genesis
 
@@ -61,6 +63,7 @@ class _NodeSpec(msgspec.Struct, forbid_unknown_fields=True):
     mining: str = "interval"
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
 
 
 def _check_settings(block_time_ms: int, mining: str, data_dir: str, port: int) -> None:
@@ -127,6 +130,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     except msgspec.ValidationError as exc:
         raise ConfigError(f"node: {exc}") from exc
     _check_settings(spec.block_time_ms, spec.mining, spec.data_dir, spec.port)
+    if spec.snapshot_every < 1:
+        raise ConfigError(f"node.snapshot_every: {spec.snapshot_every} is not a positive number")
     return NodeConfig(
         markets,
         sources,
@@ -138,6 +143,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
         spec.mining,
         spec.data_dir,
         spec.port,
+        spec.snapshot_every,
         source,
     )
 

@@ -74,7 +74,7 @@ class Api:
         self.chain: Chain = producer.chain
         self.history = history
         self.ws = WsHub(producer, history)
-        producer.on_commit.append(lambda block: history.on_block(block, producer.chain))
+        producer.before_commit.append(lambda block: history.on_block(block, producer.chain))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

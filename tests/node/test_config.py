@@ -24,7 +24,13 @@ def test_default_config_loads_with_default_node_settings() -> None:
 
 def test_node_table_sets_node_settings() -> None:
     raw = tomllib.loads(CONFIG.read_text())
-    raw["node"] = {"block_time_ms": 250, "mining": "manual", "data_dir": "/tmp/devnet", "port": 0}
+    raw["node"] = {
+        "block_time_ms": 250,
+        "mining": "manual",
+        "data_dir": "/tmp/devnet",
+        "port": 0,
+        "snapshot_every": 50,
+    }
     config = parse_config(raw, "inline")
     assert config == NodeConfig(
         config.markets,
@@ -37,6 +43,7 @@ def test_node_table_sets_node_settings() -> None:
         "manual",
         "/tmp/devnet",
         0,
+        50,
         "inline",
     )
 

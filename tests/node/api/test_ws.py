@@ -87,7 +87,7 @@ class Node:
     def __init__(self, chain: Chain, nursery: trio.Nursery) -> None:
         self.producer = BlockProducer(chain, last_time=T, block_time_ms=1000, mining="manual")
         self.history = History(T)
-        self.producer.on_commit.append(lambda block: self.history.on_block(block, chain))
+        self.producer.before_commit.append(lambda block: self.history.on_block(block, chain))
         self.hub = WsHub(self.producer, self.history)
         self.nursery = nursery
         self.events: trio.MemoryReceiveChannel[BlockEvent] | None = None
