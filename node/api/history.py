@@ -18,6 +18,9 @@ Invariants:
   get their own (`wire.event_hash`).
 - Candles are built from trades (one per trade id, counted on its crossing fill) and exist
   only for intervals that had a trade.
+- The records hold only frozen protocol values, never a reference back into the index, so no
+  record is in a reference cycle: they are kept out of the cyclic collector (`gc=False`), which
+  otherwise scanned the tens of thousands of them kept under load again and again.
 """
 
 from __future__ import annotations
@@ -90,13 +93,13 @@ def candle_close(interval: str, open_time: int) -> int:
     return (date(year, month, 1).toordinal() - _EPOCH_ORDINAL) * DAY_MS - 1
 
 
-class FillRecord(msgspec.Struct, frozen=True):
+class FillRecord(msgspec.Struct, frozen=True, gc=False):
     fill: Fill
     hash: str
     direction: str  # `dir` as Hyperliquid names it (a liquidated account's fills renamed)
 
 
-class OrderRecord(msgspec.Struct, frozen=True):
+class OrderRecord(msgspec.Struct, frozen=True, gc=False):
     """An order's latest status. `order.sz` is what was open when the status was set (not
     meaningful for `filled`); `trigger` is the TP/SL the order began as, kept after it fired."""
 
@@ -106,18 +109,18 @@ class OrderRecord(msgspec.Struct, frozen=True):
     trigger: TriggerOrder | None = None
 
 
-class LedgerRecord(msgspec.Struct, frozen=True):
+class LedgerRecord(msgspec.Struct, frozen=True, gc=False):
     update: LedgerUpdate
     hash: str
     usdc_value: int  # micro-USDC: a token transfer's value, a liquidation's notional; else 0
 
 
-class FundingRecord(msgspec.Struct, frozen=True):
+class FundingRecord(msgspec.Struct, frozen=True, gc=False):
     update: FundingUpdate
     hash: str
 
 
-class FundingRateRecord(msgspec.Struct, frozen=True):
+class FundingRateRecord(msgspec.Struct, frozen=True, gc=False):
     """One settled hour of one perp, at RATE_SCALE, stamped with the settling block's time."""
 
     coin: str
@@ -308,9 +311,10 @@ class History:
         if orders is None:
             orders = self._orders[order.user] = OrderedDict()
         previous = orders.pop(order.oid, None)
-        trigger = order if isinstance(order, TriggerOrder) else None
-        if trigger is None and previous is not None:
-            trigger = previous.trigger
+        if type(order) is TriggerOrder:
+            trigger: TriggerOrder | None = order
+        else:
+            trigger = None if previous is None else previous.trigger
         orders[order.oid] = OrderRecord(order, status, time, trigger)
         if order.cloid is not None:
             self._cloids[(order.user, order.cloid)] = order.oid
