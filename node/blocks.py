@@ -23,6 +23,8 @@ Mining modes (as Anvil's):
 - mixed: both: a block per action as it arrives, and an empty block when a block time passes
   without one.
 - manual: blocks only when asked (`Mine`: n blocks spaced dt apart, at once, without sleeping).
+In every mode, an action submitted `alone` (the devnet's controls: setOraclePrice, fund,
+snapshot, revert) gets a block of its own at once; the actions pending stay for the next.
 
 Block time (`BlockClock`): the chain clock is the node's wall clock plus an offset that
 `AdvanceTime` raises. An automatic block (interval, instant, mixed) is stamped
