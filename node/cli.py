@@ -25,7 +25,7 @@ import structlog
 import trio
 
 from node.api.history import History
-from node.api.server import Api, serve_api
+from node.api.server import Api, ApiBindError, first_error, serve_api
 from node.blocklog import BlockLog, CorruptLogError
 from node.blocks import BlockProducer
 from node.chainstore import (
@@ -327,9 +327,18 @@ def _start(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         print(banner(config, genesis_time_ms, url), flush=True)
 
+    unserved: ApiBindError | None = None
     # KeyboardInterrupt: a Ctrl-C outside the signal receiver (start-up, shutdown) is clean too.
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(run_node, config, genesis_time_ms, args.blocks, None, announce)
+        try:
+            trio.run(run_node, config, genesis_time_ms, args.blocks, None, announce)
+        except* ApiBindError as group:
+            error = first_error(group)
+            assert isinstance(error, ApiBindError)
+            unserved = error
+    if unserved is not None:
+        print(f"devnet: error: {unserved}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

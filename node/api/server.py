@@ -66,6 +66,18 @@ class BodyTooLargeError(Exception):
     pass
 
 
+class ApiBindError(Exception):
+    """The API's address cannot be listened on (a port in use, say)."""
+
+
+def first_error(error: BaseException) -> BaseException:
+    """The first exception inside (possibly nested) exception groups, trio's nurseries' way of
+    raising."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 class Api:
     """The ASGI application of one node."""
 
@@ -317,7 +329,12 @@ async def serve_api(
     config.keep_alive_max_requests = 1_000_000
     async with trio.open_nursery() as nursery:
         nursery.start_soon(api.ws.run)
-        binds = await nursery.start(serve, api, config)
+        try:
+            binds = await nursery.start(serve, api, config)
+        except* OSError as group:  # hypercorn raises it from a nursery of its own
+            error = first_error(group)
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise ApiBindError(f"cannot listen on {host}:{port}: {reason}") from None
         url = str(binds[0]).replace("0.0.0.0", "127.0.0.1")
         log.info("api listening", url=url)
         task_status.started(url)

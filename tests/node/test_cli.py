@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,16 @@ def test_stop_signal_exits_cleanly(signum: signal.Signals, tmp_path: Path) -> No
     events = json_events(err)
     assert [e["signal"] for e in events if e["event"] == "stopping"] == [signum.name]
     assert events[-1]["event"] == "devnet stopped"
+
+
+def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        data = str(tmp_path / "data")
+        argv = ["start", "--config", CONFIG, "--blocks", "1", "--port", port]
+        assert main([*argv, "--data-dir", data]) == 2
+    _, err = capsys.readouterr()
+    assert f"devnet: error: cannot listen on 127.0.0.1:{port}: " in err
+    assert "Traceback" not in err
