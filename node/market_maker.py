@@ -30,7 +30,7 @@ from protocol.actions import CancelByCloidAction, CancelByCloidWire, OrderAction
 from protocol.fixed import USD_DECIMALS, format_fixed, parse_fixed
 from protocol.genesis import AccountFunding
 from protocol.markets import ConfigError, Market, Markets
-from protocol.orders import LimitWire, OrderTypeWire, OrderWire
+from protocol.orders import LimitWire, OrderTypeWire, OrderWire, round_to_tick
 
 # Like the liquidators (0xaaaa..., 0xbbbb...), an address no key is known for.
 MARKET_MAKER = "0x" + "cc" * 20
@@ -124,16 +124,6 @@ def _usdc_pair_of(markets: Markets, base_name: str) -> Market | None:
     return None
 
 
-def round_price(px: int, px_decimals: int, up: bool) -> int:
-    """The nearest valid price (an integer, or at most 5 significant figures) on the given side:
-    bids round down, asks up, so a level is never nearer the reference than asked."""
-    digits = len(str(px))
-    if digits > 5 and px % 10**px_decimals:
-        unit = 10 ** (digits - 5)
-        px = -(-px // unit) * unit if up else px // unit * unit
-    return max(px, 1)
-
-
 def quote_cloid(asset: int, is_buy: bool, level: int) -> str:
     return f"0x{asset:016x}{int(is_buy):08x}{level:08x}"
 
@@ -215,10 +205,10 @@ class MarketMaker:
             distance = q.spread_bps + level * q.level_step_bps
             for is_buy in (True, False):
                 if is_buy:
-                    px = round_price(ref * (BPS - distance) // BPS, market.px_decimals, up=False)
+                    px = round_to_tick(ref * (BPS - distance) // BPS, market.px_decimals, up=False)
                 else:
                     raw = -(-ref * (BPS + distance) // BPS)
-                    px = round_price(raw, market.px_decimals, up=True)
+                    px = round_to_tick(raw, market.px_decimals, up=True)
                 sz = budget // px
                 if sz <= 0 or px * sz < market.min_notional:
                     continue

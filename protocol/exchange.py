@@ -88,8 +88,8 @@ from protocol.orders import (
     Resting,
     Trigger,
     check_payload,
-    price_on_tick,
     rejection_status,
+    round_to_tick,
     validate_order,
 )
 
@@ -178,12 +178,7 @@ def slippage_price(mark_px: int, is_buy: bool, market: Market) -> int:
         else mark_px * (100 - TRIGGER_MARKET_SLIPPAGE_PERCENT)
     )
     px = -((-raw) // 100) if is_buy else raw // 100
-    digits = len(str(px))
-    if digits > 5 and px % 10**market.px_decimals:
-        unit = 10 ** (digits - 5)
-        px = -((-px) // unit) * unit if is_buy else (px // unit) * unit
-    assert price_on_tick(px, market.px_decimals) or px % 10**market.px_decimals == 0
-    return max(px, 1)
+    return round_to_tick(px, market.px_decimals, up=is_buy)
 
 
 class Exchange:

@@ -163,6 +163,17 @@ def price_on_tick(px: int, px_decimals: int) -> bool:
     return digits <= 5
 
 
+def round_to_tick(px: int, px_decimals: int, up: bool) -> int:
+    """The nearest valid price (an integer, or at most 5 significant figures) above `px` (`up`)
+    or below it, at least 1."""
+    digits = len(str(px))
+    if digits > 5 and px % 10**px_decimals:
+        unit = 10 ** (digits - 5)
+        px = -(-px // unit) * unit if up else px // unit * unit
+    assert price_on_tick(px, px_decimals), f"{px} rounded off the tick"
+    return max(px, 1)
+
+
 def parse_price(text: str, market: Market) -> int | str:
     """A positive price at the market's scale, or the per-order error."""
     if not text or text[0] == "-":

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from node.chainstore import new_chain
 from node.config import load_config
-from node.market_maker import MARKET_MAKER, MarketMaker, quote_cloid, round_price
+from node.market_maker import MARKET_MAKER, MarketMaker, quote_cloid
 from protocol.actions import CancelByCloidAction, OrderAction
 from protocol.orders import Resting
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "devnet.toml"
 GENESIS_MS = 1_700_000_000_000
 BTC, HYPE, HYPE_SPOT, UBTC_SPOT, PURR_SPOT = 0, 3, 10_001, 10_002, 10_000
-
-
-@pytest.mark.parametrize(
-    ("px", "decimals", "up", "expected"),
-    [
-        (999_000, 1, False, 999_000),  # 99900.0: an integer price, any figures
-        (1_234_567, 6, False, 1_234_500),  # 1.234567 -> 1.2345
-        (1_234_567, 6, True, 1_234_600),
-        (1_234_500, 6, True, 1_234_500),  # already 5 figures
-        (99_999_9, 6, True, 1_000_000),  # 0.999999 up -> 1.0
-        (12_345, 6, False, 12_345),
-    ],
-)
-def test_round_price(px: int, decimals: int, up: bool, expected: int) -> None:
-    assert round_price(px, decimals, up) == expected
 
 
 def maker() -> MarketMaker:

@@ -21,6 +21,7 @@ from protocol.orders import (
     OrderWire,
     check_payload,
     is_valid_cloid,
+    round_to_tick,
     validate_order,
 )
 from tests.protocol.conftest import BTC, HYPE_USDC, PURR_USDC, limit, trigger
@@ -129,3 +130,18 @@ def test_batch_level_errors(markets: Markets) -> None:
     assert check_payload(markets, (tpsl,)) is None
     not_reduce = OrderWire(BTC, False, "90000", "1", False, tpsl.t)
     assert check_payload(markets, (not_reduce,)) == ERR_TPSL_NOT_REDUCE_ONLY
+
+
+@pytest.mark.parametrize(
+    ("px", "decimals", "up", "expected"),
+    [
+        (999_000, 1, False, 999_000),  # 99900.0: an integer price, any figures
+        (1_234_567, 6, False, 1_234_500),  # 1.234567 -> 1.2345
+        (1_234_567, 6, True, 1_234_600),
+        (1_234_500, 6, True, 1_234_500),  # already 5 figures
+        (99_999_9, 6, True, 1_000_000),  # 0.999999 up -> 1.0
+        (12_345, 6, False, 12_345),
+    ],
+)
+def test_round_to_tick(px: int, decimals: int, up: bool, expected: int) -> None:
+    assert round_to_tick(px, decimals, up) == expected
