@@ -88,7 +88,10 @@ def parse_quoting(spec: MarketMakerSpec, markets: Markets) -> Quoting:
         raise ConfigError(f"market_maker.level_usdc: {spec.level_usdc!r} is not a positive amount")
     refs: list[tuple[int, int]] = []
     for name, text in sorted(spec.spot_prices.items()):
-        market = _usdc_pair_of(markets, name)
+        token, usdc = markets.token_by_name(name), markets.token_by_name("USDC")
+        market = (
+            None if token is None or usdc is None else markets.pair_market(token.index, usdc.index)
+        )
         if market is None:
             raise ConfigError(f"market_maker.spot_prices: no {name}/USDC spot pair")
         px = parse_fixed(text, market.px_decimals)
@@ -116,14 +119,6 @@ def maker_funding(spec: MarketMakerSpec, markets: Markets) -> AccountFunding:
     )
 
 
-def _usdc_pair_of(markets: Markets, base_name: str) -> Market | None:
-    usdc = markets.token_by_name("USDC")
-    for pair in markets.pairs:
-        if markets.tokens[pair.base].name == base_name and usdc and pair.quote == usdc.index:
-            return markets.by_coin[pair.name]
-    return None
-
-
 def quote_cloid(asset: int, is_buy: bool, level: int) -> str:
     return f"0x{asset:016x}{int(is_buy):08x}{level:08x}"
 
@@ -139,16 +134,14 @@ class MarketMaker:
         self._spot_refs = dict(quoting.spot_refs)
         # Spot pairs priced from a perp: (spot market, perp asset).
         self._spot_from_perp: list[tuple[Market, int]] = []
+        usdc = markets.token_by_name("USDC")
         for pair in markets.pairs:
             spot = markets.by_coin[pair.name]
-            base = markets.tokens[pair.base].name
-            if spot.asset in self._spot_refs or _usdc_pair_of(markets, base) is not spot:
+            perp = markets.perp_of(markets.tokens[pair.base])
+            if usdc is None or pair.quote != usdc.index or spot.asset in self._spot_refs:
                 continue
-            for name in (base, base[1:] if base.startswith("U") else ""):
-                perp = markets.by_coin.get(name) if name else None
-                if perp is not None and not perp.is_spot:
-                    self._spot_from_perp.append((spot, perp.asset))
-                    break
+            if perp is not None:
+                self._spot_from_perp.append((spot, perp.asset))
 
     def reset(self) -> None:
         """Forget what it quoted: the next block requotes every market."""

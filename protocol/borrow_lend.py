@@ -54,20 +54,17 @@ def token_price(clearinghouse: Clearinghouse, token: SpotToken) -> int:
     spot_px: int | None = None
     mark_px: int | None = None
     oracle_px: int | None = None
-    for pair in markets.pairs:
-        if pair.base == token.index and pair.quote == clearinghouse.usdc_token:
-            spot = markets.by_coin[pair.name]
-            traded = clearinghouse.last_trade.get(spot.asset)
-            if traded:
-                spot_px = _micro(traded, spot.px_decimals)
-    for name in (token.name, token.name[1:] if token.name.startswith("U") else ""):
-        market = markets.by_coin.get(name) if name else None
-        if market is not None and not market.is_spot:
-            mark = clearinghouse.mark(market.asset)
-            mark_px = _micro(mark, market.px_decimals) if mark else None
-            oracle = clearinghouse.oracle_px.get(market.asset)
-            oracle_px = _micro(oracle, market.px_decimals) if oracle else None
-            break
+    spot = markets.pair_market(token.index, clearinghouse.usdc_token)
+    if spot is not None:
+        traded = clearinghouse.last_trade.get(spot.asset)
+        if traded:
+            spot_px = _micro(traded, spot.px_decimals)
+    perp = markets.perp_of(token)
+    if perp is not None:
+        mark = clearinghouse.mark(perp.asset)
+        mark_px = _micro(mark, perp.px_decimals) if mark else None
+        oracle = clearinghouse.oracle_px.get(perp.asset)
+        oracle_px = _micro(oracle, perp.px_decimals) if oracle else None
     if spot_px is None and mark_px is None and oracle_px is None:
         return 0
     return borrow_oracle_price(spot_px, mark_px, oracle_px)

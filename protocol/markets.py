@@ -116,6 +116,23 @@ class Markets(msgspec.Struct, frozen=True):
                 return token
         return None
 
+    def pair_market(self, base: int, quote: int) -> Market | None:
+        """The spot market trading token `base` against token `quote`, if any."""
+        for pair in self.pairs:
+            if pair.base == base and pair.quote == quote:
+                return self.by_coin[pair.name]
+        return None
+
+    def perp_of(self, token: SpotToken) -> Market | None:
+        """The perp that prices a spot token: the one of the same name, else the one named
+        without a leading "U" (UBTC -> BTC)."""
+        names = (token.name, token.name[1:]) if token.name.startswith("U") else (token.name,)
+        for name in names:
+            market = self.by_coin.get(name)
+            if market is not None and not market.is_spot:
+                return market
+        return None
+
     def margin_table(self, table_id: int) -> MarginTable:
         for table in self.margin_tables:
             if table.id == table_id:

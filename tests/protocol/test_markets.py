@@ -90,3 +90,13 @@ def test_bad_configs_are_refused() -> None:
     ]
     with pytest.raises(ConfigError, match="tiers must rise"):
         load_markets(_genesis(margin_tables=bad_tiers))
+
+
+def test_the_spot_pair_and_the_perp_of_a_token(markets: Markets) -> None:
+    usdc, hype, ubtc, purr = (markets.token_by_name(n) for n in ("USDC", "HYPE", "UBTC", "PURR"))
+    assert usdc and hype and ubtc and purr
+    assert markets.pair_market(hype.index, usdc.index) == markets.by_coin["@1"]
+    assert markets.pair_market(usdc.index, hype.index) is None
+    assert markets.perp_of(hype) == markets.by_coin["HYPE"]
+    assert markets.perp_of(ubtc) == markets.by_coin["BTC"]  # without its leading "U"
+    assert markets.perp_of(purr) is None
