@@ -167,9 +167,7 @@ class BlockProducer:
         self.block_time_ms = block_time_ms
         self.mining = mining
         self.height = height  # the latest block (resuming: the last one in the log)
-        self.time = last_time
         self.store = store
-        self.last_hash = b"" if store is None else store.last_hash  # of block `height`
         self.maker = maker
         self._wall_ms = wall_ms
         self.clock = BlockClock(lambda: last_time, last_time)
@@ -186,6 +184,16 @@ class BlockProducer:
         # it is committed: for indexes that must see the state the block left (the API's
         # history), and that the block store saves with its snapshots. Keep them quick.
         self.before_commit: list[Callable[[BlockOutput], None]] = []
+
+    @property
+    def time(self) -> int:
+        """The time of block `height` (the genesis time at height 0)."""
+        return self.clock.last_time
+
+    @property
+    def last_hash(self) -> bytes:
+        """The state hash of block `height`; empty without a store (nothing is hashed)."""
+        return b"" if self.store is None else self.store.last_hash
 
     @property
     def inbox(self) -> trio.MemorySendChannel[Message]:
@@ -242,7 +250,7 @@ class BlockProducer:
         self._started = True
         self._blocks_left = max_blocks
         if self._wall_ms is None:
-            start, origin = trio.current_time(), self.time
+            start, origin = trio.current_time(), self.clock.last_time
             self.clock.wall_ms = lambda: origin + round((trio.current_time() - start) * 1000)
         else:
             self.clock.wall_ms = self._wall_ms
@@ -290,7 +298,7 @@ class BlockProducer:
         if isinstance(message, SubmitAction) and message.alone:
             waiting, self._pending = self._pending, [message]
             await self._produce(self.clock.automatic())
-            self._pending = waiting + self._pending
+            self._pending = waiting
             return
         if isinstance(message, SubmitAction):
             self._pending.append(message)
@@ -335,8 +343,7 @@ class BlockProducer:
         proposed, block, digest = await self.actors.run_block(
             height, time, proposed, self._traded, self.before_commit
         )
-        self.last_hash = digest
-        self.height, self.time = height, time
+        self.height = height
         self.clock.stamped(time)
         if self._blocks_left is not None:
             self._blocks_left -= 1
