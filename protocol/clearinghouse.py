@@ -275,6 +275,19 @@ class Clearinghouse:
             used += -(-(buy if buy > sell else sell) // setting.value)
         return value - used
 
+    def max_trade_sizes(self, account: Account, asset: int) -> tuple[int, int]:
+        """(buy, sell) sizes the account could trade on perp `asset` now, as the API's
+        `maxTradeSzs` shows them: the free cross margin times the asset's leverage at the mark,
+        rounded down, plus the position on the side that reduces it. Margin tiers are not
+        applied."""
+        mark = self.mark(asset)
+        if not mark:
+            return 0, 0
+        leverage = self.leverage_of(account, asset).value
+        opening = max(0, self.cross_available(account)) * leverage // mark
+        szi = account.szi(asset)
+        return opening + max(-szi, 0), opening + max(szi, 0)
+
     def withdrawable(self, account: Account) -> int:
         """What may leave the cross account: its value less the transfer margin,
         max(IM of cross positions and order reserves, 10% of cross notional)."""

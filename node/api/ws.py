@@ -42,8 +42,8 @@ Presentation choices where Hyperliquid's behaviour depends on what the devnet do
   JavaScript); `liquidator` is the chain's backstop liquidator; `liquidated_ntl_pos` the
   liquidated positions' notional at the mark.
 - activeAssetData: `availableToTrade` is the free cross margin on both sides; `maxTradeSzs`
-  that margin times the asset's leverage at the mark, plus the position's size on the side
-  that reduces it.
+  is `Clearinghouse.max_trade_sizes` (that margin times the asset's leverage at the mark, plus
+  the position's size on the side that reduces it).
 - webData2 has no vaults, TWAPs, agent expiry or ledger total: `leadingVaults` and
   `twapStates` are empty, `totalVaultEquity` and `cumLedger` "0.0", `agentValidUntil` null;
   `agentAddress` is the user's unnamed API wallet.
@@ -602,19 +602,18 @@ def _active_asset_data(subscription: ActiveAssetData, view: _View) -> Json:
     account = clearinghouse.accounts.get(subscription.user) or Account(subscription.user)
     leverage = clearinghouse.leverage_of(account, market.asset)
     position = account.positions.get(market.asset)
-    szi = 0 if position is None else position.szi
     leverage_json: Json = {"type": "cross", "value": leverage.value}
     if not leverage.is_cross:
         raw = 0 if position is None else position.isolated_raw
         leverage_json = {"type": "isolated", "value": leverage.value, "rawUsd": usd(raw)}
     free = max(0, clearinghouse.cross_available(account))
     mark = clearinghouse.mark(market.asset)
-    opening = free * leverage.value // mark if mark else 0
+    buy, sell = clearinghouse.max_trade_sizes(account, market.asset)
     return {
         "user": subscription.user,
         "coin": subscription.coin,
         "leverage": leverage_json,
-        "maxTradeSzs": [size(opening + max(-szi, 0), market), size(opening + max(szi, 0), market)],
+        "maxTradeSzs": [size(buy, market), size(sell, market)],
         "availableToTrade": [usd(free), usd(free)],
         "markPx": price(mark, market),
     }

@@ -239,3 +239,14 @@ def test_refused_transfer_with_positions_changes_nothing() -> None:
     before = fingerprint(chain)
     refused(chain, TRADER, UsdSendAction(OTHER, "497.750001"), ERR_WITHDRAWABLE)
     assert fingerprint(chain) == before
+
+
+def test_max_trade_sizes_add_the_position_on_the_reducing_side() -> None:
+    """Long 0.05 BTC at 100,000 with 1,000 USDC at 20x: value 997.75 less IM 250 leaves 747.75
+    free, which opens 747.75 x 20 / 100,000 = 0.149550 BTC either way; a sell may also close
+    the 0.05 long."""
+    chain = trading_chain(1_000 * USD)
+    assert chain.clearinghouse.max_trade_sizes(account(chain), BTC) == (20_000, 20_000)
+    take(chain, TRADER, BTC, True, "100000", "0.05")
+    assert chain.clearinghouse.cross_available(account(chain)) == 747_750_000
+    assert chain.clearinghouse.max_trade_sizes(account(chain), BTC) == (14_955, 19_955)
