@@ -886,7 +886,7 @@ class World:
             for token, total in account.spot_total.items():
                 assert total >= 0, (user, token, total)
                 assert 0 <= account.spot_hold.get(token, 0) <= total
-            assert clearinghouse.withdrawable(account) >= 0
+            assert clearinghouse.withdrawable(account) <= max(0, clearinghouse.cross_value(account))
             assert len(clearinghouse.sub_accounts_of(user)) <= 10
             if user in clearinghouse.sub_accounts:
                 assert clearinghouse.sub_accounts_of(user) == []
