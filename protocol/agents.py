@@ -16,9 +16,9 @@ from __future__ import annotations
 import msgspec
 
 from protocol.actions import ErrorResponse
+from protocol.transfers import normalize_address
 
 MAX_NAMED_AGENTS = 3
-ADDRESS_HEX = 40
 
 
 class Agent(msgspec.Struct, frozen=True):
@@ -31,23 +31,16 @@ class AgentsSnapshot(msgspec.Struct, frozen=True):
     agents: tuple[Agent, ...]  # by agent address
 
 
-def is_address(text: str) -> bool:
-    return (
-        len(text) == 2 + ADDRESS_HEX
-        and text[:2] == "0x"
-        and all(c in "0123456789abcdef" for c in text[2:].lower())
-    )
-
-
 class AgentBook:
     def __init__(self) -> None:
         self.agents: dict[str, Agent] = {}  # agent address -> agent
 
     def approve(self, master: str, address: str, name: str | None) -> ErrorResponse | None:
         """`address` (any case) becomes `master`'s agent under `name`."""
-        address = address.lower()
-        if not is_address(address):
+        normalized = normalize_address(address)
+        if normalized is None:
             return ErrorResponse("Invalid agent address.")
+        address = normalized
         if address == master:
             return ErrorResponse("Cannot approve self as agent.")
         name = name or ""
@@ -74,7 +67,7 @@ class AgentBook:
 
     def _check(self) -> None:
         for address, agent in self.agents.items():
-            assert agent.address == address and is_address(address), f"bad agent {address}"
+            assert agent.address == address == normalize_address(address), f"bad agent {address}"
             assert agent.master != address, f"agent {address} is its own master"
         pairs = [(a.master, a.name) for a in self.agents.values()]
         assert len(pairs) == len(set(pairs)), "two agents of one master share a name"
