@@ -258,13 +258,12 @@ class Actors:
         def match(request: MatchingRequest) -> MatchingReply:
             if isinstance(request, ExecuteActions):
                 chain.update_marks(request.time, request.published)
-                return ActionsExecuted(
-                    tuple(chain.execute_actions(request.time, list(request.actions)))
-                )
+                return ActionsExecuted(tuple(chain.execute_actions(request.time, request.actions)))
             if isinstance(request, RunTimedPasses):
                 return TimedPassesRun(tuple(chain.run_timed_passes(request.time)))
-            executed, funding = list(request.executed), list(request.funding)
-            return EventsCollected(chain.end_block(request.height, request.time, executed, funding))
+            return EventsCollected(
+                chain.end_block(request.height, request.time, request.executed, request.funding)
+            )
 
         def liquidate(request: Liquidate) -> Done:
             chain.liquidate(request.time)
@@ -279,8 +278,7 @@ class Actors:
         def commit(request: Commit) -> Committed:
             if store is None:
                 return Committed(b"")
-            proposed = list(request.proposed)
-            return Committed(store.commit(chain, request.height, request.time, proposed))
+            return Committed(store.commit(chain, request.height, request.time, request.proposed))
 
         self.oracle = Actor[PublishPrices, PricesPublished]("oracle", publish, checkpoint)
         self.lending = Actor[LendingRequest, Done]("lending", lend, checkpoint)
@@ -316,7 +314,7 @@ class Actors:
         proposed: list[tuple[str, Action]],
         traded: frozenset[int],
         before_commit: Sequence[Callable[[BlockOutput], None]] = (),
-    ) -> tuple[list[tuple[str, Action]], BlockOutput, bytes]:
+    ) -> tuple[tuple[tuple[str, Action], ...], BlockOutput, bytes]:
         """One block through every phase. The maker's actions go first in the proposals, so
         users trade against quotes at the block's prices; `before_commit` gets the block's
         output before the store commits it (and snapshots what they keep). Returns the
@@ -324,8 +322,8 @@ class Actors:
         prices = await self.oracle.call(PublishPrices(time))
         await self.lending.call(AccrueInterest(time))
         quotes = await self.maker.call(Quote(prices.prices, traded))
-        proposed = [*quotes.actions, *proposed]
-        executed = await self.matching.call(ExecuteActions(time, prices.published, tuple(proposed)))
+        in_block = (*quotes.actions, *proposed)
+        executed = await self.matching.call(ExecuteActions(time, prices.published, in_block))
         assert isinstance(executed, ActionsExecuted)
         timed = await self.matching.call(RunTimedPasses(time))
         assert isinstance(timed, TimedPassesRun)
@@ -337,5 +335,5 @@ class Actors:
         assert isinstance(events, EventsCollected)
         for index in before_commit:
             index(events.output)
-        committed = await self.store.call(Commit(height, time, tuple(proposed)))
-        return proposed, events.output, committed.state_hash
+        committed = await self.store.call(Commit(height, time, in_block))
+        return in_block, events.output, committed.state_hash

@@ -339,9 +339,8 @@ class BlockProducer:
         started = trio.current_time()
         height = self.height + 1
         pending, self._pending = self._pending, []
-        proposed = [(p.user, p.action) for p in pending]
-        proposed, block, digest = await self.actors.run_block(
-            height, time, proposed, self._traded, self.before_commit
+        in_block, block, digest = await self.actors.run_block(
+            height, time, [(p.user, p.action) for p in pending], self._traded, self.before_commit
         )
         self.height = height
         self.clock.stamped(time)
@@ -353,7 +352,7 @@ class BlockProducer:
             for e in block.actions
         ):
             self.maker.reset()  # the books went back: its memory of its quotes is wrong
-        offset = len(proposed) - len(pending)  # the maker's actions come first
+        offset = len(in_block) - len(pending)  # the maker's actions come first
         for executed in block.actions:
             if executed.index < offset:
                 continue

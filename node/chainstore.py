@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -151,7 +151,7 @@ class ChainStore:
         self.index: Index | None = None
 
     def commit(
-        self, chain: Chain, height: int, time: int, proposed: list[tuple[str, Action]]
+        self, chain: Chain, height: int, time: int, proposed: Sequence[tuple[str, Action]]
     ) -> bytes:
         """Hash the state the block left, and make the block durable; returns the hash. On a
         snapshot height, then write the snapshot."""

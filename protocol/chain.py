@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 
 import msgspec
 
@@ -326,7 +327,7 @@ class Chain:
         self.lending.accrue(time)
 
     def execute_actions(
-        self, time: int, proposed: list[tuple[str, Action]]
+        self, time: int, proposed: Sequence[tuple[str, Action]]
     ) -> list[ExecutedAction]:
         """Phase 3 (matching): the block's actions in the three-class order."""
         ordered = order_block_actions(list(enumerate(proposed)), lambda entry: entry[1][1])
@@ -363,8 +364,8 @@ class Chain:
         self,
         height: int,
         time: int,
-        executed: list[ExecutedAction],
-        funding: list[FundingUpdate],
+        executed: Sequence[ExecutedAction],
+        funding: Sequence[FundingUpdate],
     ) -> BlockOutput:
         """The block's output: its actions and the events its phases left."""
         fills, updates = self.exchange.take_events()
