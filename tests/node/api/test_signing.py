@@ -811,3 +811,27 @@ def test_any_json_gives_an_address_or_a_rejection(
         int(result, 16)
     else:
         assert result in (MALFORMED, UNRECOVERED, Rejected(WRONG_NETWORK))
+
+
+# What JSON decodes to, with ints across msgpack's header boundaries and beyond its range.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=40), inner),
+    max_leaves=60,
+)
+
+
+@settings(deadline=None)
+@given(json_values, st.integers(min_value=0, max_value=2**64 - 1))
+def test_the_action_hash_is_the_sdks_msgpack_hash(value: Any, nonce: int) -> None:
+    action = {"type": "order", "payload": value}
+    try:
+        expected = sdk.action_hash(action, None, nonce, None)
+    except (OverflowError, ValueError):
+        assert connection_id(action, nonce, None, None) == Rejected(MALFORMED_BODY, 422)
+        return
+    assert connection_id(action, nonce, None, None) == expected
