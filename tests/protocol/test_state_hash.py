@@ -11,7 +11,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
@@ -563,13 +563,19 @@ def test_a_block_hashes_only_the_orders_it_changed(monkeypatch: pytest.MonkeyPat
     ladder += [limit(BTC, False, str(100_000 + i), "0.01") for i in range(200)]
     run(chain, [[(U, OrderAction(tuple(ladder[:200]))), (M, OrderAction(tuple(ladder[200:])))]])
     terms: list[msgspec.Struct] = []
-    real = protocol.book.entry_digest
+    real, real_sum = protocol.book.entry_digest, protocol.book.digest_sum
 
     def counted(entry: msgspec.Struct, key: Key | None) -> int:
         terms.append(entry)
         return real(entry, key)
 
+    def counted_sum(pairs: Iterable[tuple[Key | None, msgspec.Struct]]) -> int:
+        listed = list(pairs)
+        terms.extend(entry for _, entry in listed)
+        return real_sum(listed)
+
     monkeypatch.setattr(protocol.book, "entry_digest", counted)
+    monkeypatch.setattr(protocol.book, "digest_sum", counted_sum)
     block: Block = [
         (U, CancelAction((CancelWire(BTC, 1), CancelWire(BTC, 2)))),
         (B, OrderAction(tuple(limit(BTC, True, "80000", "0.01") for _ in range(3)))),
