@@ -58,7 +58,7 @@ ResultT = TypeVar("ResultT")
 log = structlog.get_logger(__name__)
 
 
-class ActionResult(msgspec.Struct, frozen=True):
+class ActionResult(msgspec.Struct, frozen=True, gc=False):
     """The answer to one submitted action, with the block that executed it."""
 
     height: int

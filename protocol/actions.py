@@ -14,11 +14,13 @@ import msgspec
 from protocol.orders import OrderError, OrderStatus, OrderWire
 
 
-class _Action(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
-    pass
+class _Action(msgspec.Struct, frozen=True, gc=False, tag_field="type", omit_defaults=True):
+    """Actions, their wire parts and their responses are frozen and hold only decoded values,
+    so they can form no reference cycle: `gc=False` keeps them out of the cyclic collector,
+    which otherwise walks every order of every request waiting for its block."""
 
 
-class BuilderWire(msgspec.Struct, frozen=True):
+class BuilderWire(msgspec.Struct, frozen=True, gc=False):
     b: str
     f: int
 
@@ -29,7 +31,7 @@ class OrderAction(_Action, frozen=True, tag="order"):
     builder: BuilderWire | None = None
 
 
-class CancelWire(msgspec.Struct, frozen=True):
+class CancelWire(msgspec.Struct, frozen=True, gc=False):
     a: int
     o: int
 
@@ -38,7 +40,7 @@ class CancelAction(_Action, frozen=True, tag="cancel"):
     cancels: tuple[CancelWire, ...]
 
 
-class CancelByCloidWire(msgspec.Struct, frozen=True):
+class CancelByCloidWire(msgspec.Struct, frozen=True, gc=False):
     asset: int
     cloid: str
 
@@ -47,7 +49,7 @@ class CancelByCloidAction(_Action, frozen=True, tag="cancelByCloid"):
     cancels: tuple[CancelByCloidWire, ...]
 
 
-class ModifyWire(msgspec.Struct, frozen=True):
+class ModifyWire(msgspec.Struct, frozen=True, gc=False):
     oid: int | str
     order: OrderWire
 
@@ -227,27 +229,27 @@ TransferAction = (
 )
 
 
-class OrderResponse(msgspec.Struct, frozen=True, tag="order"):
+class OrderResponse(msgspec.Struct, frozen=True, gc=False, tag="order"):
     statuses: tuple[OrderStatus, ...]
 
 
-class CancelResponse(msgspec.Struct, frozen=True, tag="cancel"):
+class CancelResponse(msgspec.Struct, frozen=True, gc=False, tag="cancel"):
     statuses: tuple[str | OrderError, ...]
 
 
-class DefaultResponse(msgspec.Struct, frozen=True, tag="default"):
+class DefaultResponse(msgspec.Struct, frozen=True, gc=False, tag="default"):
     pass
 
 
-class CreateSubAccountResponse(msgspec.Struct, frozen=True, tag="createSubAccount"):
+class CreateSubAccountResponse(msgspec.Struct, frozen=True, gc=False, tag="createSubAccount"):
     address: str
 
 
-class ErrorResponse(msgspec.Struct, frozen=True, tag="err"):
+class ErrorResponse(msgspec.Struct, frozen=True, gc=False, tag="err"):
     error: str
 
 
-class SnapshotResponse(msgspec.Struct, frozen=True, tag="snapshot"):
+class SnapshotResponse(msgspec.Struct, frozen=True, gc=False, tag="snapshot"):
     id: int
 
 

@@ -86,7 +86,7 @@ Action = UserAction | DevnetAction | SignedAction
 _NOT_SAVED = frozenset({"saved", "next_snapshot_id", "ledger"})
 
 
-class ExecutedAction(msgspec.Struct, frozen=True):
+class ExecutedAction(msgspec.Struct, frozen=True, gc=False):
     """One action of a block: `index` is its position in the block as proposed; `user` is whom
     it acted for and `action` the action itself (a signed one unwrapped)."""
 

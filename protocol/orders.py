@@ -73,25 +73,25 @@ TIF_WIRE = {TIF_GTC: "Gtc", TIF_IOC: "Ioc", TIF_ALO: "Alo"}
 Grouping = Literal["na", "normalTpsl", "positionTpsl"]
 
 
-# Wire shapes, exactly as the SDK sends them.
+# Wire shapes, exactly as the SDK sends them (`gc=False`: see protocol/actions.py `_Action`).
 
 
-class LimitWire(msgspec.Struct, frozen=True):
+class LimitWire(msgspec.Struct, frozen=True, gc=False):
     tif: str
 
 
-class TriggerWire(msgspec.Struct, frozen=True, rename="camel"):
+class TriggerWire(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     is_market: bool
     trigger_px: str
     tpsl: str
 
 
-class OrderTypeWire(msgspec.Struct, frozen=True, omit_defaults=True):
+class OrderTypeWire(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     limit: LimitWire | None = None
     trigger: TriggerWire | None = None
 
 
-class OrderWire(msgspec.Struct, frozen=True, omit_defaults=True):
+class OrderWire(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     a: int
     b: bool
     p: str
@@ -104,7 +104,7 @@ class OrderWire(msgspec.Struct, frozen=True, omit_defaults=True):
 # Validated requests.
 
 
-class Trigger(msgspec.Struct, frozen=True):
+class Trigger(msgspec.Struct, frozen=True, gc=False):
     is_market: bool
     trigger_px: int
     is_tp: bool
@@ -124,12 +124,12 @@ class OrderRequest(msgspec.Struct, frozen=True, gc=False):
 # Per-order answers.
 
 
-class Resting(msgspec.Struct, frozen=True, tag="resting"):
+class Resting(msgspec.Struct, frozen=True, gc=False, tag="resting"):
     oid: int
     cloid: str | None = None
 
 
-class Filled(msgspec.Struct, frozen=True, tag="filled"):
+class Filled(msgspec.Struct, frozen=True, gc=False, tag="filled"):
     """`total_ntl` / `total_sz` is the average price (the API formats it)."""
 
     oid: int
@@ -138,7 +138,7 @@ class Filled(msgspec.Struct, frozen=True, tag="filled"):
     cloid: str | None = None
 
 
-class OrderError(msgspec.Struct, frozen=True, tag="error"):
+class OrderError(msgspec.Struct, frozen=True, gc=False, tag="error"):
     error: str
 
 
