@@ -26,6 +26,7 @@ import trio
 
 from node.api.history import History
 from node.api.server import Api, ApiBindError, first_error, serve_api
+from node.api.verifier import Verifier
 from node.blocklog import BlockLog, CorruptLogError
 from node.blocks import BlockProducer
 from node.chainstore import (
@@ -277,7 +278,7 @@ async def run_node(
                 nursery.cancel_scope.cancel()  # max_blocks reached: stop the signal watcher
 
             nursery.start_soon(stop_on_signal)
-            api = Api(producer, history)
+            api = Api(producer, history, Verifier(config.verify_processes))
             url = await nursery.start(serve_api, api, API_HOST, config.port)
             if announce is not None:
                 announce(url)

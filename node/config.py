@@ -31,6 +31,9 @@ DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_DATA_DIR = "data"
 DEFAULT_PORT = 3001
 DEFAULT_SNAPSHOT_EVERY = 1000
+# Worker processes checking /exchange signatures off the node's thread (node/api/verifier.py).
+DEFAULT_VERIFY_PROCESSES = 1
+MAX_VERIFY_PROCESSES = 64
 MAX_PORT = 65_535
 KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending", "dev_accounts", "market_maker"})
 MINING_MODES = ("interval", "instant", "mixed", "manual")
@@ -52,6 +55,7 @@ class NodeConfig(msgspec.Struct, frozen=True):
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY  # blocks between snapshots of the chain
+    verify_processes: int = DEFAULT_VERIFY_PROCESSES  # 0: signatures checked on the node's thread
     source: str = "<config>"  # where the config came from, for messages and the banner
     text: str = ""  # the TOML text itself, recorded as the chain's genesis
 
@@ -64,6 +68,7 @@ class _NodeSpec(msgspec.Struct, forbid_unknown_fields=True):
     data_dir: str = DEFAULT_DATA_DIR
     port: int = DEFAULT_PORT
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    verify_processes: int = DEFAULT_VERIFY_PROCESSES
 
 
 def _check_settings(block_time_ms: int, mining: str, data_dir: str, port: int) -> None:
@@ -132,6 +137,10 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     _check_settings(spec.block_time_ms, spec.mining, spec.data_dir, spec.port)
     if spec.snapshot_every < 1:
         raise ConfigError(f"node.snapshot_every: {spec.snapshot_every} is not a positive number")
+    if not 0 <= spec.verify_processes <= MAX_VERIFY_PROCESSES:
+        raise ConfigError(
+            f"node.verify_processes: {spec.verify_processes} is not in [0, {MAX_VERIFY_PROCESSES}]"
+        )
     return NodeConfig(
         markets,
         sources,
@@ -144,6 +153,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
         spec.data_dir,
         spec.port,
         spec.snapshot_every,
+        spec.verify_processes,
         source,
     )
 

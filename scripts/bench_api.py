@@ -74,6 +74,7 @@ from hyperliquid.utils.signing import (  # noqa: E402
 from node.api.exchange import Verified, verify_request  # noqa: E402
 from node.api.history import History  # noqa: E402
 from node.api.server import Api, Receive, Scope, Send, serve_api  # noqa: E402
+from node.api.verifier import Verifier  # noqa: E402
 from node.blocks import BlockProducer  # noqa: E402
 from node.chainstore import open_store  # noqa: E402
 from node.cli import tune_collector  # noqa: E402
@@ -106,8 +107,10 @@ class BenchApi(Api):
 # The server process.
 
 
-async def serve(data_dir: Path, block_ms: int) -> None:
+async def serve(data_dir: Path, block_ms: int, verify_processes: int | None) -> None:
     config = override(load_config(CONFIG), block_time_ms=block_ms, mining="interval")
+    if verify_processes is None:
+        verify_processes = config.verify_processes
     store, loaded = open_store(data_dir, config, config.text, time.time_ns() // 1_000_000)
     producer = BlockProducer(
         loaded.chain,
@@ -117,7 +120,7 @@ async def serve(data_dir: Path, block_ms: int) -> None:
         store=store,
         maker=MarketMaker(config.markets, config.quoting),
     )
-    api = BenchApi(producer, History(loaded.time))
+    api = BenchApi(producer, History(loaded.time), Verifier(verify_processes))
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve_api, api, "127.0.0.1", 0)
         await nursery.start(producer.run)
@@ -160,7 +163,13 @@ class PhaseMeter:
         self.report.write_text(json.dumps({"gc_seconds": seconds, "gc_full_collections": full}))
 
 
-def serve_main(data_dir: Path, block_ms: int, profile: Path | None, default_gc: bool) -> int:
+def serve_main(
+    data_dir: Path,
+    block_ms: int,
+    profile: Path | None,
+    default_gc: bool,
+    verify_processes: int | None,
+) -> int:
     # One JSON line per block on stderr: the load process counts the blocks of each phase.
     structlog.configure(
         processors=[structlog.processors.JSONRenderer()],
@@ -170,7 +179,7 @@ def serve_main(data_dir: Path, block_ms: int, profile: Path | None, default_gc: 
     PhaseMeter(data_dir.parent / "phase.json", profile)
     if not default_gc:
         tune_collector()
-    trio.run(serve, data_dir, block_ms)
+    trio.run(serve, data_dir, block_ms, verify_processes)
     return 0
 
 
@@ -375,12 +384,21 @@ def blocks_logged(log: Path) -> int:
 class Server:
     """The node subprocess, its stderr log, and the profile it writes when asked."""
 
-    def __init__(self, directory: Path, block_ms: int, profile: bool, default_gc: bool) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        block_ms: int,
+        profile: bool,
+        default_gc: bool,
+        verify_processes: int | None,
+    ) -> None:
         self.log = directory / "server.log"
         self.phase_report = directory / "phase.json"  # PhaseMeter's
         self.profile = directory / "server.prof" if profile else None
         argv = [sys.executable, __file__, "--serve", str(directory / "data")]
         argv += ["--block-ms", str(block_ms)]
+        if verify_processes is not None:
+            argv += ["--verify-processes", str(verify_processes)]
         if self.profile is not None:
             argv += ["--profile-to", str(self.profile)]
         if default_gc:
@@ -488,13 +506,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the server with Python's default collector thresholds, not the node's",
     )
+    parser.add_argument(
+        "--verify-processes",
+        type=int,
+        help="the server's signature-checking worker processes (default: the config's)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", metavar="DATA_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         profile_to = None if args.profile_to is None else Path(args.profile_to)
-        return serve_main(Path(args.serve), args.block_ms, profile_to, args.default_gc)
+        return serve_main(
+            Path(args.serve), args.block_ms, profile_to, args.default_gc, args.verify_processes
+        )
 
     config = load_config(CONFIG)
     keys = [a.private_key for a in derive_accounts(config.dev_accounts.mnemonic, 10)]
@@ -508,7 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     batch_verify_us = verify_cost_us(batches[:200])
 
     with tempfile.TemporaryDirectory() as directory:
-        server = Server(Path(directory), args.block_ms, args.profile is not None, args.default_gc)
+        server = Server(
+            Path(directory),
+            args.block_ms,
+            args.profile is not None,
+            args.default_gc,
+            args.verify_processes,
+        )
         try:
             host, port = server.url.removeprefix("http://").split(":")
             connections = [Connection((host, int(port))) for _ in range(args.connections)]

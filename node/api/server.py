@@ -2,7 +2,8 @@
 devnet's POST /devnet, as one ASGI app served by hypercorn on trio.
 
 Invariants:
-- The API decides no rule: /exchange verifies the signature and forwards a `SignedAction` into
+- The API decides no rule: /exchange verifies the signature (in a worker process when it has
+  one, node/api/verifier.py) and forwards a `SignedAction` into
   the block producer's inbox, then answers from the block's result; /info and /ws read the
   chain and the history only under the producer's state lock, so they always see whole blocks.
 - Bad input never changes state and never stops the server: a body over `MAX_BODY_BYTES` is
@@ -33,10 +34,10 @@ from node.api.exchange import (
     decode_body,
     err,
     response_json,
-    verify_request,
 )
 from node.api.history import History
 from node.api.info import answer_info
+from node.api.verifier import Verifier
 from node.api.ws import WsHub
 from node.blocks import BlockProducer, ControlResult, ProducerStoppedError
 from node.config import MINING_MODES
@@ -81,8 +82,11 @@ def first_error(error: BaseException) -> BaseException:
 class Api:
     """The ASGI application of one node."""
 
-    def __init__(self, producer: BlockProducer, history: History) -> None:
+    def __init__(
+        self, producer: BlockProducer, history: History, verifier: Verifier | None = None
+    ) -> None:
         self.producer = producer
+        self.verifier = Verifier() if verifier is None else verifier
         self.chain: Chain = producer.chain
         self.history = history
         self.ws = WsHub(producer, history)
@@ -126,7 +130,7 @@ class Api:
             return answer_info(request, self.chain, self.history)
 
     async def _exchange(self, body: bytes) -> tuple[int, Json]:
-        verified = verify_request(body)
+        verified = await self.verifier.verify(body)
         if isinstance(verified, Refused):
             return verified.status, verified.body
         assert isinstance(verified, Verified)
@@ -329,6 +333,7 @@ async def serve_api(
     config.keep_alive_max_requests = 1_000_000
     async with trio.open_nursery() as nursery:
         nursery.start_soon(api.ws.run)
+        await nursery.start(api.verifier.run)
         try:
             binds = await nursery.start(serve, api, config)
         except* OSError as group:  # hypercorn raises it from a nursery of its own

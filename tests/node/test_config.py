@@ -30,6 +30,7 @@ def test_node_table_sets_node_settings() -> None:
         "data_dir": "/tmp/devnet",
         "port": 0,
         "snapshot_every": 50,
+        "verify_processes": 2,
     }
     config = parse_config(raw, "inline")
     assert config == NodeConfig(
@@ -44,6 +45,7 @@ def test_node_table_sets_node_settings() -> None:
         "/tmp/devnet",
         0,
         50,
+        2,
         "inline",
     )
 
@@ -84,6 +86,14 @@ def test_unknown_mining_mode() -> None:
     raw = tomllib.loads(CONFIG.read_text())
     raw["node"] = {"mining": "sometimes"}
     with pytest.raises(ConfigError, match=r"node\.mining"):
+        parse_config(raw, "inline")
+
+
+@pytest.mark.parametrize("processes", [-1, 65])
+def test_verify_processes_out_of_range(processes: int) -> None:
+    raw = tomllib.loads(CONFIG.read_text())
+    raw["node"] = {"verify_processes": processes}
+    with pytest.raises(ConfigError, match=r"node\.verify_processes"):
         parse_config(raw, "inline")
 
 
