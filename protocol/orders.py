@@ -17,6 +17,7 @@ Choices where Hyperliquid's docs are silent (also in the README):
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import msgspec
@@ -176,23 +177,37 @@ def round_to_tick(px: int, px_decimals: int, up: bool) -> int:
 
 def parse_price(text: str, market: Market) -> int | str:
     """A positive price at the market's scale, or the per-order error."""
+    return _price_at_scale(text, market.px_decimals)
+
+
+def parse_size(text: str, market: Market) -> int | str:
+    return _size_at_scale(text, market.sz_decimals)
+
+
+# Cached like `parse_fixed`, with the checks: order flow repeats the same few price and size
+# strings, and these run for every order.
+
+
+@functools.lru_cache(maxsize=8192)
+def _price_at_scale(text: str, px_decimals: int) -> int | str:
     if not text or text[0] == "-":
         return ERR_INVALID_PRICE
-    px = parse_fixed(text, market.px_decimals)
+    px = parse_fixed(text, px_decimals)
     if px is None:
         # Either not a decimal at all, or too many decimals for this market.
         return ERR_TICK if parse_fixed(text, 40) is not None else ERR_INVALID_PRICE
     if px <= 0:
         return ERR_INVALID_PRICE
-    if not price_on_tick(px, market.px_decimals):
+    if not price_on_tick(px, px_decimals):
         return ERR_TICK
     return px
 
 
-def parse_size(text: str, market: Market) -> int | str:
+@functools.lru_cache(maxsize=8192)
+def _size_at_scale(text: str, sz_decimals: int) -> int | str:
     if not text or text[0] == "-":
         return ERR_INVALID_SIZE
-    sz = parse_fixed(text, market.sz_decimals)
+    sz = parse_fixed(text, sz_decimals)
     if sz is None:
         return ERR_INVALID_SIZE
     if sz == 0:
