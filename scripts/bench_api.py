@@ -490,7 +490,7 @@ def print_profile(path: Path, limit: int = 15) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=400)
     parser.add_argument("--bare", type=int, default=40_000, help="bare requests timed")
     parser.add_argument("--singles", type=int, default=16_000, help="single-order actions")
     parser.add_argument("--batches", type=int, default=2_000, help="batched order actions")

@@ -138,15 +138,15 @@ def _order_assets(action: UserAction) -> list[int]:
 
 
 def _order_status(status: OrderStatus, asset: int | None, markets: Markets) -> Json:
-    if isinstance(status, str):
-        return status
-    if isinstance(status, OrderError):
-        return {"error": status.error}
-    if isinstance(status, Resting):
+    if type(status) is Resting:  # the common case first
         resting: Json = {"oid": status.oid}
         if status.cloid is not None:
             resting["cloid"] = status.cloid
         return {"resting": resting}
+    if isinstance(status, str):
+        return status
+    if isinstance(status, OrderError):
+        return {"error": status.error}
     assert isinstance(status, Filled) and asset is not None
     market = markets.by_asset[asset]
     # The notional is at px_decimals + sz_decimals: the average price is ntl / (sz x 10^pxd).
