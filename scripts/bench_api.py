@@ -2,16 +2,19 @@
 a separate load process over keep-alive connections.
 
 The node runs in a subprocess (this script with `--serve`): the default config, market maker
-on, block log with fsync, interval mining at `--block-ms` (50 ms), served by the API's own
-hypercorn setup. For the ceiling its ASGI app is the node's `Api` with one extra path,
+on, block log with fsync, interval mining at `--block-ms` (50 ms), signatures checked by the
+config's worker processes (`--verify-processes` to change), served by the API's own hypercorn
+setup. For the ceiling its ASGI app is the node's `Api` with one extra path,
 `/bench/noop`, answered before any of the API's work (the body read, `{}` sent back): the
 cheapest request that server can answer. That route exists only in this script.
 
 The load process (this script) signs every request before the clock starts, with the SDK's
 `sign_l1_action` over the dev accounts' keys (in a process pool), each with its own
-millisecond nonce. It then drives `--connections` keep-alive connections from one thread with
-non-blocking sockets and prebuilt request bytes, one request in flight per connection, so
-that the block time is not the limit: every block holds the actions of all connections. Each
+millisecond nonce. It then drives `--connections` keep-alive connections (400) from one thread
+with non-blocking sockets and prebuilt request bytes, one request in flight per connection, so
+that the block time is not the limit: the server stays near 100% of its core. (With the
+signature checks in a worker, 200 connections left it idle part of each block: requests sat
+in the block's wait, not in the CPU.) Each
 answer is read in full and checked after the clock stops (every order must rest).
 
 Phases, in one run against one server: bare `POST /bench/noop`, single-order `order` actions,
@@ -19,9 +22,10 @@ then `order` actions of `--batch` (40) orders. The orders are passive GTC buys a
 BTC and ETH, 1% to 6% away from the oracle, so they all rest and never match.
 
 Figures: requests/s of each phase (orders/s for the batches), their ratio to the bare rate,
-latency p50/p99, and what limits them: the CPU share of the server and of the load process
-over each phase (from /proc and `time.process_time`), the server's share in its cyclic
-garbage collector (`gc.callbacks`, signalled per phase), its CPU per request, and the cost of
+latency p50/p99, and what limits them: the CPU share of the server's main process, of its
+verify workers and of the load process over each phase (from /proc and
+`time.process_time`), the server's share in its cyclic garbage collector (`gc.callbacks`,
+signalled per phase), its CPU per request, and the cost of
 the API's verification (`verify_request`: JSON, signature recovery, action decoding) per body,
 timed in this process on the same bodies. A server near 100% of its one core is the limit; the
 load process's small share shows it is not. `--profile PHASE` adds a cProfile of the server
@@ -30,7 +34,8 @@ The server tunes its garbage collector as the node does (`node.cli.tune_collecto
 `--default-gc` runs it with Python's default thresholds instead, to see what the tuning gains.
 
     .venv/bin/python scripts/bench_api.py [--connections N] [--bare N] [--singles N]
-        [--batches N] [--batch N] [--block-ms MS] [--profile PHASE] [--default-gc] [--json]
+        [--batches N] [--batch N] [--block-ms MS] [--verify-processes N] [--profile PHASE]
+        [--default-gc] [--json]
 
 `--json` prints one object with `single_actions_per_s`, `bare_requests_per_s` and
 `batched_orders_per_s` among its keys. Targets: single-order actions at >= 50% of the bare
@@ -62,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
 import structlog  # noqa: E402
 import trio  # noqa: E402
 from eth_account import Account  # noqa: E402
@@ -107,8 +113,10 @@ class BenchApi(Api):
 # The server process.
 
 
-async def serve(data_dir: Path, block_ms: int, verify_processes: int | None) -> None:
+async def serve(data_dir: Path, block_ms: int, verify_processes: int | None, signers: int) -> None:
     config = override(load_config(CONFIG), block_time_ms=block_ms, mining="interval")
+    accounts = msgspec.structs.replace(config.dev_accounts, count=signers)
+    config = msgspec.structs.replace(config, dev_accounts=accounts)
     if verify_processes is None:
         verify_processes = config.verify_processes
     store, loaded = open_store(data_dir, config, config.text, time.time_ns() // 1_000_000)
@@ -169,6 +177,7 @@ def serve_main(
     profile: Path | None,
     default_gc: bool,
     verify_processes: int | None,
+    signers: int,
 ) -> int:
     # One JSON line per block on stderr: the load process counts the blocks of each phase.
     structlog.configure(
@@ -179,7 +188,7 @@ def serve_main(
     PhaseMeter(data_dir.parent / "phase.json", profile)
     if not default_gc:
         tune_collector()
-    trio.run(serve, data_dir, block_ms, verify_processes)
+    trio.run(serve, data_dir, block_ms, verify_processes, signers)
     return 0
 
 
@@ -221,12 +230,22 @@ def sign_chunk(jobs: Sequence[tuple[str, Any, int]]) -> list[Any]:
     ]
 
 
+def signers_for(connections: int) -> int:
+    """Dev accounts to sign with: one per 10 connections (at least the default 10). A signer's
+    connections run at their own pace, so its nonces arrive out of order by about a round of
+    its connections per round one falls behind; with 10 connections a signer, a connection
+    would have to fall 10 rounds behind its peers for a nonce to drop below the 100 the chain
+    keeps (`Invalid nonce: nonce too low`). With 40 connections a signer (400 connections,
+    10 signers) and 100 ms blocks, some did."""
+    return max(10, connections // 10)
+
+
 def signed_bodies(
     keys: Sequence[str], connections: int, count: int, orders_per_action: int, nonce0: int
 ) -> list[bytes]:
     """`count` signed /exchange bodies. Request i goes out on connection i % connections and is
-    signed by key (i % connections) % len(keys): each signer's requests travel on a fixed set
-    of connections in nonce order, so arrivals never fall outside the 100 nonces kept."""
+    signed by key (i % connections) % len(keys), with nonce `nonce0 + i`: each signer's
+    requests travel on a fixed set of connections, each in nonce order (see `signers_for`)."""
     jobs = []
     for i in range(count):
         key = keys[(i % connections) % len(keys)]
@@ -376,6 +395,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds so far of the processes `pid` started (the server's verify workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(cpu_seconds(int(child)) for child in children)
+
+
 def blocks_logged(log: Path) -> int:
     lines = log.read_text().splitlines()
     return sum(json.loads(line).get("event") == "block" for line in lines if line.startswith("{"))
@@ -391,6 +416,7 @@ class Server:
         profile: bool,
         default_gc: bool,
         verify_processes: int | None,
+        signers: int,
     ) -> None:
         self.log = directory / "server.log"
         self.phase_report = directory / "phase.json"  # PhaseMeter's
@@ -399,6 +425,7 @@ class Server:
         argv += ["--block-ms", str(block_ms)]
         if verify_processes is not None:
             argv += ["--verify-processes", str(verify_processes)]
+        argv += ["--signers", str(signers)]
         if self.profile is not None:
             argv += ["--profile-to", str(self.profile)]
         if default_gc:
@@ -426,9 +453,12 @@ def measured(
     server.phase_report.unlink(missing_ok=True)
     server.process.send_signal(signal.SIGUSR1)
     time.sleep(0.1)  # the server's handler runs at its next bytecode; epoll is interrupted
-    server_before, load_before = cpu_seconds(server.process.pid), time.process_time()
+    pid = server.process.pid
+    server_before, load_before = cpu_seconds(pid), time.process_time()
+    workers_before = children_cpu_seconds(pid)
     phase = run_phase(connections, requests)
-    server_cpu = cpu_seconds(server.process.pid) - server_before
+    server_cpu = cpu_seconds(pid) - server_before
+    workers_cpu = children_cpu_seconds(pid) - workers_before
     load_cpu = time.process_time() - load_before
     server.process.send_signal(signal.SIGUSR2)
     for _ in range(100):
@@ -438,6 +468,7 @@ def measured(
     meter = json.loads(server.phase_report.read_text())
     return phase, {
         "server_cpu_share": round(server_cpu / phase.seconds, 3),
+        "workers_cpu_share": round(workers_cpu / phase.seconds, 3),
         "server_gc_share": round(meter["gc_seconds"] / phase.seconds, 3),
         "server_full_gcs": meter["gc_full_collections"],
         "load_cpu_share": round(load_cpu / phase.seconds, 3),
@@ -513,16 +544,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", metavar="DATA_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--signers", type=int, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         profile_to = None if args.profile_to is None else Path(args.profile_to)
         return serve_main(
-            Path(args.serve), args.block_ms, profile_to, args.default_gc, args.verify_processes
+            Path(args.serve),
+            args.block_ms,
+            profile_to,
+            args.default_gc,
+            args.verify_processes,
+            args.signers,
         )
 
     config = load_config(CONFIG)
-    keys = [a.private_key for a in derive_accounts(config.dev_accounts.mnemonic, 10)]
+    signers = signers_for(args.connections)
+    keys = [a.private_key for a in derive_accounts(config.dev_accounts.mnemonic, signers)]
     say = (lambda *_: None) if args.json else print
     say(f"signing {args.singles:,} single-order and {args.batches:,} {args.batch}-order actions")
     nonce0 = time.time_ns() // 1_000_000
@@ -539,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             args.profile is not None,
             args.default_gc,
             args.verify_processes,
+            signers,
         )
         try:
             host, port = server.url.removeprefix("http://").split(":")
@@ -599,12 +638,16 @@ def report(r: dict[str, Any]) -> None:
         (f"{r['batch']}-order actions", "orders/s", r["batched_orders_per_s"], "batch"),
     ]
     print()
-    print(f"{'':23}{'rate':>19}  {'p50 ms':>7} {'p99 ms':>7}  server CPU (GC)  load CPU  blocks")
+    print(
+        f"{'':23}{'rate':>19}  {'p50 ms':>7} {'p99 ms':>7}  server CPU (GC)  workers"
+        "  load CPU  blocks"
+    )
     for name, unit, rate, key in rows:
         print(
             f"{name:23}{rate:>8,} {unit:<10} {r[f'{key}_p50_ms']:>7} {r[f'{key}_p99_ms']:>7}"
             f"  {r[f'{key}_server_cpu_share']:>10.0%} ({r[f'{key}_server_gc_share']:.0%})"
-            f" {r[f'{key}_load_cpu_share']:>9.0%}  {r[f'{key}_blocks']:>6}"
+            f" {r[f'{key}_workers_cpu_share']:>8.0%} {r[f'{key}_load_cpu_share']:>9.0%}"
+            f"  {r[f'{key}_blocks']:>6}"
         )
     print()
     print(f"single-order actions / bare requests: {r['single_to_bare']:.2f}  (target >= 0.50)")
