@@ -78,6 +78,7 @@ class Account:
         "order_ntl",
         "owner",
         "positions",
+        "reserved",
         "spot_hold",
         "spot_total",
         "usd",
@@ -90,6 +91,9 @@ class Account:
         self.positions: dict[int, Position] = {}
         self.leverage: dict[int, Leverage] = {}
         self.order_ntl: dict[int, list[int]] = {}  # asset -> [buy, sell] resting notional
+        # `Clearinghouse.orders_reserved` of this account, kept as orders rest and leave and as
+        # leverage changes: every order's margin check reads it.
+        self.reserved = 0
         self.spot_total: dict[int, int] = {}
         self.spot_hold: dict[int, int] = {}
 
@@ -240,6 +244,15 @@ class Clearinghouse:
     def order_reserve(self, account: Account, asset: int, buy_ntl: int, sell_ntl: int) -> int:
         return ceil_div(max(buy_ntl, sell_ntl), self.leverage_of(account, asset).value)
 
+    def set_leverage(self, account: Account, asset: int, leverage: Leverage | None) -> None:
+        """Set the account's leverage on `asset` (None: back to the default); the resting
+        orders' reserve follows it."""
+        if leverage is None:
+            account.leverage.pop(asset, None)
+        else:
+            account.leverage[asset] = leverage
+        account.reserved = self.orders_reserved(account)
+
     def orders_reserved(self, account: Account) -> int:
         return sum(
             self.order_reserve(account, asset, buy, sell)
@@ -247,8 +260,9 @@ class Clearinghouse:
         )
 
     def cross_available(self, account: Account) -> int:
-        """What new margin can draw on: cross value less cross margin and order reserves.
-        (One pass with local lookups: the order path calls this for every order.)"""
+        """What new margin can draw on: cross value less cross margin and order reserves
+        (`account.reserved`). One pass with local lookups: the order path calls this for
+        every order."""
         value = account.usd
         if account.abstraction in UNIFIED_MODES:
             value += self.unified_usdc(account)
@@ -270,10 +284,7 @@ class Clearinghouse:
                     value += szi * mark
                     # Margins round up, against the account.
                     used += -(-(szi if szi > 0 else -szi) * mark // setting.value)
-        for asset, (buy, sell) in account.order_ntl.items():
-            setting = settings.get(asset) or defaults[asset]
-            used += -(-(buy if buy > sell else sell) // setting.value)
-        return value - used
+        return value - used - account.reserved
 
     def max_trade_sizes(self, account: Account, asset: int) -> tuple[int, int]:
         """(buy, sell) sizes the account could trade on perp `asset` now, as the API's
@@ -419,10 +430,14 @@ class Clearinghouse:
             amount = px * sz if is_buy else sz * market.base_wei_per_lot
             account.spot_hold[token] = account.spot_hold.get(token, 0) + amount
             return
-        sides = account.order_ntl.get(market.asset)
+        asset = market.asset
+        sides = account.order_ntl.get(asset)
         if sides is None:
-            sides = account.order_ntl[market.asset] = [0, 0]
+            sides = account.order_ntl[asset] = [0, 0]
+        leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
+        before = -(-max(sides) // leverage)  # reserves round up, against the account
         sides[0 if is_buy else 1] += px * sz
+        account.reserved += -(-max(sides) // leverage) - before
 
     def release_order(
         self, account: Account, market: Market, is_buy: bool, px: int, sz: int
@@ -432,10 +447,14 @@ class Clearinghouse:
             token = market.quote_token if is_buy else market.base_token
             account.spot_hold[token] -= px * sz if is_buy else sz * market.base_wei_per_lot
             return
-        sides = account.order_ntl[market.asset]
+        asset = market.asset
+        sides = account.order_ntl[asset]
+        leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
+        before = -(-max(sides) // leverage)
         sides[0 if is_buy else 1] -= px * sz
+        account.reserved += -(-max(sides) // leverage) - before
         if sides[0] == 0 and sides[1] == 0:
-            del account.order_ntl[market.asset]
+            del account.order_ntl[asset]
 
     # Funding from outside (genesis, devnet control).
 
@@ -551,4 +570,6 @@ class Clearinghouse:
                 assert 0 <= hold <= total, f"{user}: hold {hold} outside [0, {total}] of {token}"
             for asset, (buy, sell) in account.order_ntl.items():
                 assert buy >= 0 and sell >= 0 and (buy or sell), f"{user}: reserve on {asset}"
+            reserved = self.orders_reserved(account)
+            assert account.reserved == reserved, f"{user}: reserve {account.reserved} != {reserved}"
         assert all(v == 0 for v in net.values()), f"positions do not net to zero: {net}"

@@ -57,7 +57,7 @@ def update_leverage(
         return ErrorResponse(ERR_SWITCH_WITH_POSITION)
     before = clearinghouse.cross_available(account)
     stored = account.leverage.get(action.asset)
-    account.leverage[action.asset] = Leverage(action.is_cross, action.leverage)
+    clearinghouse.set_leverage(account, action.asset, Leverage(action.is_cross, action.leverage))
     after = clearinghouse.cross_available(account)
     # Positions and resting orders are margined at the new leverage: refuse a change that
     # leaves the cross account (or the isolated position) short where it was not before.
@@ -71,10 +71,7 @@ def update_leverage(
         and action.leverage < current.value
     )
     if short_cross or short_isolated:
-        if stored is None:
-            del account.leverage[action.asset]
-        else:
-            account.leverage[action.asset] = stored
+        clearinghouse.set_leverage(account, action.asset, stored)
         return ErrorResponse(ERR_LEVERAGE_MARGIN)
     clearinghouse.accounts.setdefault(user, account)
     return DefaultResponse()

@@ -198,7 +198,7 @@ class Liquidator:
             iso_value = clearinghouse.isolated_value(asset, position) if isolated is not None else 0
             if asset not in liquidator.leverage:
                 perp = clearinghouse.markets.perps[asset]
-                liquidator.leverage[asset] = Leverage(True, perp.max_leverage)
+                clearinghouse.set_leverage(liquidator, asset, Leverage(True, perp.max_leverage))
             self._trade_at_mark(user, self.address, asset, position.szi, time, "backstop", user)
             if isolated is not None:
                 # The isolated cash came back to cross when the position closed; it goes on.

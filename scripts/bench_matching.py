@@ -157,7 +157,7 @@ def new_exchange(markets: Markets) -> Exchange:
     for user in USERS:
         clearinghouse.credit_usd(user, FUNDS)
         # 1x: positions of any size stay inside every margin tier.
-        clearinghouse.account(user).leverage[ASSET] = Leverage(True, 1)
+        clearinghouse.set_leverage(clearinghouse.account(user), ASSET, Leverage(True, 1))
     return exchange
 
 
