@@ -295,15 +295,12 @@ async def run_node(
 
 def tune_collector() -> None:
     """Freeze what start-up built (markets, the chain as loaded, the libraries) out of the
-    cyclic collector's reach, and collect the young generation about 300x less often: the
-    node's garbage is mostly short-lived request and block objects without cycles, freed by
-    reference counting. With the default thresholds the collector took 25-30% of the server's
-    CPU under API load (scripts/bench_api.py); at 50,000 a young collection walked the objects
-    of every request in flight (hundreds under load) every second or so, 2-6%; at 200,000 it
-    runs every several seconds of full load."""
+    cyclic collector's reach, and collect the young generation 70x less often: the node's
+    garbage is mostly short-lived request and block objects without cycles, and the default
+    thresholds spent 25-30% of the server's CPU under API load (scripts/bench_api.py)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(200_000, 50, 1_000)
+    gc.set_threshold(50_000, 50, 1_000)
 
 
 def _system_clock_ms() -> Callable[[], int]:
