@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import eth_account
@@ -21,7 +23,7 @@ from hyperliquid.utils.signing import (
 )
 
 from node.api.exchange import Refused, Verified, verify_request
-from node.api.verifier import Verifier
+from node.api.verifier import Verifier, _Worker
 from node.api.verify_worker import ANSWER_HEAD, REQUEST_HEAD, Answer, answer_requests, to_result
 
 WALLET = eth_account.Account.from_key("0x" + "17" * 32)
@@ -74,10 +76,24 @@ BODIES = [
 ]
 
 
-async def wait_ready(verifier: Verifier) -> None:
-    with trio.fail_after(20):
-        while verifier.workers_ready < verifier.processes:
-            await trio.sleep(0.01)
+@asynccontextmanager
+async def running(processes: int) -> AsyncIterator[Verifier]:
+    """A verifier whose workers are ready."""
+    verifier = Verifier(processes)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(verifier.run)
+        with trio.fail_after(20):
+            while verifier.workers_ready < processes:
+                await trio.sleep(0.01)
+        yield verifier
+        nursery.cancel_scope.cancel()
+
+
+def paused_worker(verifier: Verifier) -> _Worker:
+    """The first worker, stopped (SIGSTOP): requests sent to it wait."""
+    worker = verifier._ready[0]
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    return worker
 
 
 def test_answers_cross_the_pipe_unchanged() -> None:
@@ -110,10 +126,7 @@ def test_a_partial_request_waits_for_its_remaining_bytes() -> None:
 
 @pytest.mark.parametrize("processes", [0, 1, 2])
 async def test_the_workers_answer_as_the_node_would(processes: int) -> None:
-    verifier = Verifier(processes)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(verifier.run)
-        await wait_ready(verifier)
+    async with running(processes) as verifier:
         results: dict[int, Verified | Refused] = {}
 
         async def check(index: int, body: bytes) -> None:
@@ -124,16 +137,11 @@ async def test_the_workers_answer_as_the_node_would(processes: int) -> None:
                 for index, body in enumerate(BODIES * 3):
                     requests.start_soon(check, index, body)
         assert results == {i: verify_request(b) for i, b in enumerate(BODIES * 3)}
-        nursery.cancel_scope.cancel()
 
 
 async def test_requests_waiting_on_a_dead_worker_are_answered_here() -> None:
-    verifier = Verifier(1)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(verifier.run)
-        await wait_ready(verifier)
-        worker = verifier._ready[0]
-        os.kill(worker.process.pid, signal.SIGSTOP)  # requests now wait on the worker
+    async with running(1) as verifier:
+        worker = paused_worker(verifier)
         results: list[Any] = []
 
         async def check(body: bytes) -> None:
@@ -149,16 +157,11 @@ async def test_requests_waiting_on_a_dead_worker_are_answered_here() -> None:
         assert sorted(map(repr, results)) == sorted(repr(verify_request(b)) for b in BODIES)
         assert verifier.workers_ready == 0
         assert await verifier.verify(BODIES[0]) == verify_request(BODIES[0])  # in this process
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_cancelled_request_leaves_nothing_behind() -> None:
-    verifier = Verifier(1)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(verifier.run)
-        await wait_ready(verifier)
-        worker = verifier._ready[0]
-        os.kill(worker.process.pid, signal.SIGSTOP)
+    async with running(1) as verifier:
+        worker = paused_worker(verifier)
         with trio.move_on_after(0.1):
             await verifier.verify(BODIES[1])
         assert worker.waiting == {}
@@ -166,4 +169,3 @@ async def test_a_cancelled_request_leaves_nothing_behind() -> None:
         # The late answer is dropped; the next request is matched to its own.
         with trio.fail_after(20):
             assert await verifier.verify(BODIES[2]) == verify_request(BODIES[2])
-        nursery.cancel_scope.cancel()
