@@ -51,7 +51,6 @@ Presentation choices where Hyperliquid's behaviour depends on what the devnet do
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any, TypeVar
@@ -61,6 +60,7 @@ import structlog
 import trio
 
 from node.actors import BlockEvent
+from node.api.exchange import decode_body
 from node.api.history import INTERVALS, FillRecord, FundingRecord, History, LedgerRecord
 from node.api.info import TIME_RANGE_LIMIT, answer_info
 from node.api.shapes import (
@@ -283,7 +283,7 @@ class WsHub:
 
     async def _on_message(self, connection: Connection, text: str) -> None:
         try:
-            message = json.loads(text)
+            message = decode_body(text.encode())
         except ValueError:
             connection.push(_encode(_error(f"Invalid json: {text[:100]}")))
             return

@@ -583,6 +583,9 @@ async def test_ping_acks_and_errors(
     await client.send({"method": "unsubscribe", "subscription": mixed})
     await client.send({"method": "shout"})
     await client._sent_in.send("{not json")
+    # JSON the real API's parser refuses: a lone surrogate, which no reply could carry back.
+    surrogate = '{"method": "subscribe", "subscription": {"type": "allMids", "x": "\\ud800"}}'
+    await client._sent_in.send(surrogate)
     snapshot = {"user": B, "isSnapshot": True, "fundings": []}
     messages = await client.received()
     assert messages[:4] == [
@@ -600,6 +603,7 @@ async def test_ping_acks_and_errors(
         {"channel": "error", "data": "Already unsubscribed: " + unsubscribe_text(mixed)},
         {"channel": "error", "data": 'Unknown method: {"method": "shout"}'},
         {"channel": "error", "data": "Invalid json: {not json"},
+        {"channel": "error", "data": "Invalid json: " + surrogate[:100]},
     ]
     await node.block([])
     assert await client.received() == []
