@@ -860,6 +860,12 @@ class World:
         chain = self.chain
         before = fingerprint(chain)
         ledger = len(chain.ledger)
+        clearinghouse = chain.clearinghouse
+        # (cross value, withdrawable) of every account before the action.
+        margins = {
+            owner: (clearinghouse.cross_value(account), clearinghouse.withdrawable(account))
+            for owner, account in clearinghouse.accounts.items()
+        }
         response: ActionResponse = chain.execute(user, action, T)
         if isinstance(response, ErrorResponse):
             assert fingerprint(chain) == before, (action, response)
@@ -868,6 +874,10 @@ class World:
             assert chain.clearinghouse.master_of(response.address) == user
         elif isinstance(action, TRANSFER_TYPES):
             assert response == DefaultResponse()
+            for owner, (value, withdrawable) in margins.items():
+                # No transfer takes more out of an account than was withdrawable from it.
+                after = clearinghouse.cross_value(clearinghouse.accounts[owner])
+                assert after >= value - withdrawable, (action, owner, value, withdrawable, after)
             assert len(chain.ledger) == ledger + 1, action
             users = chain.ledger[-1].users
             mine = {user, *self.subs(user)}
@@ -886,7 +896,6 @@ class World:
             for token, total in account.spot_total.items():
                 assert total >= 0, (user, token, total)
                 assert 0 <= account.spot_hold.get(token, 0) <= total
-            assert clearinghouse.withdrawable(account) <= max(0, clearinghouse.cross_value(account))
             assert len(clearinghouse.sub_accounts_of(user)) <= 10
             if user in clearinghouse.sub_accounts:
                 assert clearinghouse.sub_accounts_of(user) == []
