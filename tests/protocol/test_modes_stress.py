@@ -936,9 +936,10 @@ def _liquidations(block: BlockOutput) -> list[Liquidation]:
 
 
 def test_unified_class_transfer_is_not_paid_by_the_liquidator() -> None:
-    """A unified account with 10,000 USDC moves 10,000 "from perps" to spot: the transfer
-    counts its spot USDC as withdrawable and leaves perp cash at -10,000; the liquidation pass
-    hands that debt to the liquidator, and the account ends with 20,000."""
+    """A unified account with 10,000 USDC moves 10,000 "from perps" to spot. The transfer used
+    to count its spot USDC as withdrawable and leave perp cash at -10,000, which the
+    liquidation pass handed to the liquidator (the account ended with 20,000). The transfer is
+    refused now, nothing is liquidated, and the account keeps its 10,000."""
     chain = Chain(default_markets(), start_time=T)
     ch = chain.clearinghouse
     ch.credit_spot(A, USDC_TOKEN, 10_000 * WEI)
@@ -947,6 +948,9 @@ def test_unified_class_transfer_is_not_paid_by_the_liquidator() -> None:
         T + 1_000,
         [(A, UserSetAbstractionAction(A, UNIFIED)), (A, UsdClassTransferAction("10000", False))],
     )
+    responses = [e.response for e in sorted(block.actions, key=lambda e: e.index)]
+    assert responses[1] == ErrorResponse("Action disabled when unified account is active.")
+    assert _liquidations(block) == []
     account = ch.accounts[A]
     assert account.usd * WEI_PER_MICRO + account.spot_total[USDC_TOKEN] == 10_000 * WEI, (
         f"A holds {account.spot_total[USDC_TOKEN] // WEI} USDC, perp cash {account.usd}; "
@@ -988,8 +992,8 @@ def test_unified_usdc_cannot_be_split_into_a_negative_perp_balance() -> None:
 )
 def test_unified_spot_usdc_backing_a_position_stays(spend: Action) -> None:
     """A unified account holds 10,000 USDC and 0.09 BTC long (perp cash -9,004.05): its spot
-    USDC is its margin, yet supplying or sending all of it passes, and the account is
-    deleveraged at once."""
+    USDC is its margin. Supplying or sending all of it used to pass, deleveraging the account
+    at once; it must not."""
     chain = Chain(default_markets(), start_time=T)
     ch = chain.clearinghouse
     ch.set_mark(BTC, 1_000_000)
@@ -1024,8 +1028,8 @@ def _pm_chain() -> Chain:
 
 def test_pm_liquidation_leaves_no_negative_balance() -> None:
     """A (PM, 10,000 USDC, no collateral) buys 3,000 HYPE perp at 30. At a mark of 26.5 it is
-    liquidated and sold into B's bid at 26: -12,000 of loss, about -2,116 left. Nothing takes
-    that over, so A is liquidated again in every block that follows."""
+    liquidated and sold into B's bid at 26: -12,000 of loss, about -2,116 left. Nothing took
+    that over, so A used to be liquidated again in every block that followed."""
     chain = _pm_chain()
     portfolio, account = chain.portfolio, chain.clearinghouse.account(A)
     chain.apply_block(
@@ -1052,7 +1056,7 @@ def test_pm_liquidation_leaves_no_negative_balance() -> None:
 
 def test_pm_isolated_position_is_liquidated() -> None:
     """A (PM, 10,000 USDC) holds 3,000 HYPE long isolated at 10x from 30. At 15 the position
-    is worth -36,040 against a maintenance of 2,250, and no pass liquidates it."""
+    is worth -36,040 against a maintenance of 2,250; no pass used to liquidate it."""
     chain = _pm_chain()
     ch = chain.clearinghouse
     chain.apply_block(
@@ -1076,9 +1080,9 @@ def test_pm_isolated_position_is_liquidated() -> None:
 
 def test_pm_borrowed_usdc_cannot_leave_by_usd_send() -> None:
     """A (PM, 10,000 USDC, 1,000 HYPE at 30) borrows 15,000 USDC: spotSend of it is refused,
-    but a usdSend of 25,000 in the same block passes, taking the borrowed 15,000 out. (In a
-    later block it would be gone: the end-of-block settlement repays a borrow the account does
-    not need.)"""
+    and a usdSend of 25,000 in the same block used to pass, taking the borrowed 15,000 out. (In
+    a later block it would be gone: the end-of-block settlement repays a borrow the account
+    does not need.)"""
     chain = _pm_chain()
     ch = chain.clearinghouse
     ch.credit_spot(A, HYPE_TOKEN, 1_000 * WEI)
@@ -1112,7 +1116,7 @@ def test_pm_spot_buy_cannot_overdraw_spot_usdc() -> None:
     """A (PM, 10,000 USDC, no collateral) is long 1,000 HYPE perp from 30 (perp cash -30,013.5)
     and HYPE marks 40: the spot check counts the 10,000 of profit and lets A buy 0.15 UBTC
     for 15,000 USDC. Paying for it, the supply gives 10,000, perp cash nothing (negative) and
-    the borrow fails (nobody else supplies USDC): A's spot USDC ends at -5,000."""
+    the borrow fails (nobody else supplies USDC): A's spot USDC used to end at -5,000."""
     chain = _pm_chain()
     ch = chain.clearinghouse
     ch.set_mark(BTC, 1_000_000)
