@@ -34,6 +34,7 @@ MALFORMED = "Failed to deserialize the JSON body into the target type"
 TWO_DAYS_MS = 2 * 86_400_000
 ETH = 1
 SIGNATURE = {"r": "0x" + "11" * 32, "s": "0x" + "22" * 32, "v": 27}  # well-shaped, signs nothing
+SECP256K1_GX = 0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798
 
 
 class Answer:
@@ -262,13 +263,21 @@ def test_a_signature_over_another_action_names_a_stranger(devnet: Devnet) -> Non
     assert stranger is not None and stranger[1] != signer
 
 
-def test_garbage_r_and_s_name_a_stranger_or_do_not_recover(devnet: Devnet) -> None:
+def test_an_r_off_the_curve_does_not_recover(devnet: Devnet) -> None:
+    # SIGNATURE's r (0x11...11) is the x of no secp256k1 point.
     body = {"action": order_action(), "nonce": now_ms(), "signature": SIGNATURE}
+    with no_block(devnet):
+        answer = post(devnet, "/exchange", body).json()
+    assert answer == {"status": "err", "response": "Unable to recover signer."}
+
+
+def test_garbage_s_on_a_real_r_names_a_stranger(devnet: Devnet) -> None:
+    # r is the generator's x, so some key recovers, and it is nobody's.
+    signature = {**SIGNATURE, "r": hex(SECP256K1_GX)}
+    body = {"action": order_action(), "nonce": now_ms(), "signature": signature}
     answer = post(devnet, "/exchange", body).json()
     assert answer["status"] == "err"
-    assert answer["response"] == "Unable to recover signer." or re.fullmatch(
-        r"User or API Wallet 0x[0-9a-f]{40} does not exist\.", answer["response"]
-    )
+    assert re.fullmatch(r"User or API Wallet 0x[0-9a-f]{40} does not exist\.", answer["response"])
     assert_serving(devnet)
 
 
