@@ -35,10 +35,9 @@ from protocol.actions import (
     UserAction,
 )
 from protocol.markets import Markets
-from protocol.orders import Filled, OrderError, OrderStatus, Resting
+from protocol.orders import ERR_DESERIALIZE, Filled, OrderError, OrderStatus, Resting
 
 Json = Any
-MALFORMED = "Failed to deserialize the JSON body into the target type"
 
 
 class Verified(msgspec.Struct, frozen=True):
@@ -90,10 +89,10 @@ def verify_request(body: bytes, network: Network = TESTNET) -> Verified | Refuse
         request = _ENVELOPE.decode(body)
         action = decode_body(request.action) if request.action else None
     except (ValueError, RecursionError, msgspec.ValidationError):  # RecursionError: see above
-        return Refused(422, MALFORMED)
+        return Refused(422, ERR_DESERIALIZE)
     nonce = request.nonce
     if not isinstance(action, dict) or type(nonce) is not int or request.signature is msgspec.UNSET:
-        return Refused(422, MALFORMED)
+        return Refused(422, ERR_DESERIALIZE)
     vault, expires = request.vaultAddress, request.expiresAfter
     signer = recover_signer(action, nonce, vault, expires, request.signature, network)
     if isinstance(signer, Rejected):
@@ -104,7 +103,7 @@ def verify_request(body: bytes, network: Network = TESTNET) -> Verified | Refuse
     try:
         decoded = _USER_ACTION.decode(request.action)
     except msgspec.ValidationError:
-        return Refused(422, MALFORMED)
+        return Refused(422, ERR_DESERIALIZE)
     return Verified(signer, SignedAction(decoded, nonce, vault, expires))
 
 

@@ -78,13 +78,12 @@ from protocol.margin import (
 )
 from protocol.markets import Market
 from protocol.modes import abstraction_of
-from protocol.orders import FILLED, OPEN, is_valid_cloid
+from protocol.orders import ERR_DESERIALIZE, FILLED, OPEN, is_valid_cloid
 from protocol.portfolio import RATIO_SCALE, margin_ratio, max_borrow
 from protocol.portfolio_margin import PORTFOLIO_MARGIN
 from protocol.transfers import normalize_address
 
 UNPROCESSABLE = 422
-ERR_DESERIALIZE = "Failed to deserialize the JSON body into the target type"
 TIME_RANGE_LIMIT = 500  # entries of a time-ranged answer (fills by time: FILLS_ANSWERED)
 FILLS_ANSWERED = 2_000
 HISTORICAL_ORDERS = 2_000

@@ -51,6 +51,7 @@ from protocol.actions import (
     SnapshotResponse,
 )
 from protocol.chain import Chain
+from protocol.orders import ERR_DESERIALIZE
 
 MAX_BODY_BYTES = 1 << 20  # Hyperliquid does not document one; a 40-order batch is ~4 KiB
 DEVNET_USER = "devnet"  # the proposer of the devnet's control actions in the log
@@ -125,7 +126,7 @@ class Api:
         try:
             request = decode_body(body)
         except ValueError:
-            return 422, "Failed to deserialize the JSON body into the target type"
+            return 422, ERR_DESERIALIZE
         async with self.producer.state_lock:
             return answer_info(request, self.chain, self.history)
 
@@ -144,7 +145,7 @@ class Api:
         try:
             request = decode_body(body)
         except ValueError:
-            return 422, "Failed to deserialize the JSON body into the target type"
+            return 422, ERR_DESERIALIZE
         if not isinstance(request, dict) or not isinstance(request.get("type"), str):
             return 200, err("Expected an object with a string `type`.").body
         try:

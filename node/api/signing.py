@@ -57,9 +57,10 @@ import coincurve
 import msgspec
 from sha3 import keccak_256  # type: ignore[import-untyped]  # safe-pysha3
 
+from protocol.orders import ERR_DESERIALIZE
+
 UNRECOVERABLE: Final = "Unable to recover signer."
 WRONG_NETWORK: Final = "Mainnet and testnet require different signature."
-MALFORMED_BODY: Final = "Failed to deserialize the JSON body into the target type"
 
 MULTI_SIG: Final = "multiSig"
 
@@ -86,7 +87,7 @@ class Rejected(msgspec.Struct, frozen=True):
     http_status: int = 200
 
 
-_MALFORMED: Final = Rejected(MALFORMED_BODY, 422)
+_MALFORMED: Final = Rejected(ERR_DESERIALIZE, 422)
 _UNRECOVERED: Final = Rejected(UNRECOVERABLE)
 _WRONG_NETWORK: Final = Rejected(WRONG_NETWORK)
 

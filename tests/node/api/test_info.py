@@ -19,7 +19,7 @@ from hyperliquid.info import Info
 from hyperliquid.utils.error import ClientError
 from hyperliquid.utils.types import Cloid
 
-from node.api.info import ERR_DESERIALIZE, answer_info
+from node.api.info import answer_info
 from node.api.wire import event_hash
 from protocol.actions import (
     ApproveAgentAction,
@@ -28,6 +28,7 @@ from protocol.actions import (
     OrderAction,
     UserSetAbstractionAction,
 )
+from protocol.orders import ERR_DESERIALIZE
 from tests.node.api.test_history import (
     CLOID,
     NEXT_HOUR,

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from node.api.signing import (
     MAINNET,
-    MALFORMED_BODY,
     TESTNET,
     UNRECOVERABLE,
     USER_SIGNED_NONCE_FIELD,
@@ -26,6 +25,7 @@ from node.api.signing import (
     connection_id,
     recover_signer,
 )
+from protocol.orders import ERR_DESERIALIZE
 
 GOLDEN_KEY = "0x0123456789012345678901234567890123456789012345678901234567890123"
 GOLDEN_ADDRESS = "0x14791697260e4c9a71f18484c9f997b308e59325"
@@ -414,7 +414,7 @@ def test_approve_agent_without_a_name_is_verified_with_an_empty_name() -> None:
     del action["agentName"]  # what the SDK posts for approve_agent(name=None)
     assert recover_signer(_wire(action), NONCE, None, None, signature) == GOLDEN_ADDRESS
     assert recover_signer({**action, "agentName": None}, NONCE, None, None, signature) == Rejected(
-        MALFORMED_BODY, 422
+        ERR_DESERIALIZE, 422
     )
 
 
@@ -679,7 +679,7 @@ GOOD = {
     "s": "0x6b53878fc99d26047f4d7e8c90eb98955a109f44209163f52d8dc4278cbbd9f5",
     "v": 27,
 }
-MALFORMED = Rejected(MALFORMED_BODY, 422)
+MALFORMED = Rejected(ERR_DESERIALIZE, 422)
 UNRECOVERED = Rejected(UNRECOVERABLE)
 WITHDRAW_WITHOUT_TIME = {k: v for k, v in json.loads(TRANSFER % "withdraw3").items() if k != "time"}
 
@@ -832,6 +832,6 @@ def test_the_action_hash_is_the_sdks_msgpack_hash(value: Any, nonce: int) -> Non
     try:
         expected = sdk.action_hash(action, None, nonce, None)
     except (OverflowError, ValueError):
-        assert connection_id(action, nonce, None, None) == Rejected(MALFORMED_BODY, 422)
+        assert connection_id(action, nonce, None, None) == Rejected(ERR_DESERIALIZE, 422)
         return
     assert connection_id(action, nonce, None, None) == expected
