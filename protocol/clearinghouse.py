@@ -307,7 +307,7 @@ class Clearinghouse:
             if position.szi and self.leverage_of(account, asset).is_cross:
                 notional += abs(position.szi) * self.mark(asset)
         required = transfer_margin_required(
-            self.cross_margin_used(account) + self.orders_reserved(account), notional
+            self.cross_margin_used(account) + account.reserved, notional
         )
         value = self.cross_value(account)
         if account.abstraction == "portfolioMargin" and self.lending is not None:

@@ -83,9 +83,7 @@ class PortfolioMargin:
         """Initial margin of cross positions and order reserves, plus USDC held by spot orders."""
         clearinghouse = self.clearinghouse
         held = -(-account.spot_hold.get(self.usdc, 0) // SPOT_USDC_PER_MICRO)
-        return (
-            clearinghouse.cross_margin_used(account) + clearinghouse.orders_reserved(account) + held
-        )
+        return clearinghouse.cross_margin_used(account) + account.reserved + held
 
     # The hooks the margin rules call.
 

@@ -799,9 +799,7 @@ def _perp_margin(chain: Chain, account: Account) -> int:
         for asset, position in account.positions.items()
         if position.szi and not clearinghouse.leverage_of(account, asset).is_cross
     )
-    return (
-        clearinghouse.cross_margin_used(account) + clearinghouse.orders_reserved(account) + isolated
-    )
+    return clearinghouse.cross_margin_used(account) + account.reserved + isolated
 
 
 def _sub_accounts(request: SubAccountsRequest, user: str, chain: Chain, history: History) -> Json:
