@@ -18,8 +18,6 @@ Scales used across the protocol:
 
 from __future__ import annotations
 
-import functools
-
 USD_DECIMALS = 6
 USD_SCALE: int = 10**USD_DECIMALS
 PERP_MAX_DECIMALS = 6
@@ -31,11 +29,10 @@ RATE_SCALE: int = 10**RATE_DECIMALS
 WAD: int = 10**18
 
 
-@functools.lru_cache(maxsize=8192)
 def parse_fixed(text: str, decimals: int) -> int | None:
     """The integer `text * 10**decimals`, or None when `text` is not a plain decimal or has
     nonzero digits beyond `decimals` places. Trailing zeros beyond the scale are accepted.
-    Cached: order flow repeats the same few price and size strings, and the function is pure."""
+    (Order prices and sizes are cached a level up, with their checks: protocol/orders.py.)"""
     if not text or len(text) > 64:
         return None
     sign = text[0]
