@@ -40,12 +40,13 @@ from protocol.orders import ERR_DESERIALIZE, Filled, OrderError, OrderStatus, Re
 Json = Any
 
 
-class Verified(msgspec.Struct, frozen=True):
+# Tagged and array-like: a verify worker sends them down a pipe (node/api/verify_worker.py).
+class Verified(msgspec.Struct, frozen=True, tag=True, array_like=True):
     signer: str
     action: SignedAction
 
 
-class Refused(msgspec.Struct, frozen=True):
+class Refused(msgspec.Struct, frozen=True, tag=True, array_like=True):
     """An answer without a block: `status` 422 with plain text, or 200 with an err envelope."""
 
     status: int

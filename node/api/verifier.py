@@ -31,7 +31,7 @@ import structlog
 import trio
 
 from node.api.exchange import Refused, Verified, verify_request
-from node.api.verify_worker import ANSWER_HEAD, REQUEST_HEAD, Answer, to_result
+from node.api.verify_worker import ANSWER_HEAD, REQUEST_HEAD, Answer
 
 log = structlog.get_logger(__name__)
 
@@ -193,6 +193,6 @@ class Verifier:
                     answer = decode(buffer[start : start + length])
                     waiter = worker.waiting.pop(answer.request, None)
                     if waiter is not None:
-                        waiter.finish(to_result(answer))
+                        waiter.finish(answer.result)
                 at = start + length
             buffer = buffer[at:]

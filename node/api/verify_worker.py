@@ -3,7 +3,7 @@ bodies on stdin, runs `verify_request` on each, writes the answers on stdout.
 
 The pipe protocol, both ways a sequence of frames:
 - in:  request number (u32 BE) | body length (u32 BE) | body
-- out: answer length (u32 BE) | msgpack of a `VerifiedAnswer` or a `RefusedAnswer`
+- out: answer length (u32 BE) | msgpack of an `Answer` (the request number and its result)
 The first frame out is empty: the worker has imported what it needs and is ready.
 
 The worker keeps no state between requests and decides nothing: it answers what the node's own
@@ -23,7 +23,6 @@ from typing import Any, Final
 import msgspec
 
 from node.api.exchange import Refused, Verified, verify_request
-from protocol.actions import SignedAction
 
 REQUEST_HEAD: Final = struct.Struct(">II")  # request number, body length
 ANSWER_HEAD: Final = struct.Struct(">I")  # answer length
@@ -31,31 +30,9 @@ READY: Final = ANSWER_HEAD.pack(0)
 READ_BYTES: Final = 1 << 20
 
 
-class VerifiedAnswer(msgspec.Struct, frozen=True, tag=True, array_like=True):
+class Answer(msgspec.Struct, frozen=True, array_like=True):
     request: int
-    signer: str
-    action: SignedAction
-
-
-class RefusedAnswer(msgspec.Struct, frozen=True, tag=True, array_like=True):
-    request: int
-    status: int
-    body: Any
-
-
-Answer = VerifiedAnswer | RefusedAnswer
-
-
-def to_answer(request: int, result: Verified | Refused) -> Answer:
-    if isinstance(result, Verified):
-        return VerifiedAnswer(request, result.signer, result.action)
-    return RefusedAnswer(request, result.status, result.body)
-
-
-def to_result(answer: Answer) -> Verified | Refused:
-    if isinstance(answer, VerifiedAnswer):
-        return Verified(answer.signer, answer.action)
-    return Refused(answer.status, answer.body)
+    result: Verified | Refused
 
 
 def answer_requests(buffer: bytes, encode: Callable[[Any], bytes]) -> tuple[list[bytes], int]:
@@ -68,7 +45,7 @@ def answer_requests(buffer: bytes, encode: Callable[[Any], bytes]) -> tuple[list
         start = at + REQUEST_HEAD.size
         if start + length > len(buffer):
             break
-        encoded = encode(to_answer(request, verify_request(buffer[start : start + length])))
+        encoded = encode(Answer(request, verify_request(buffer[start : start + length])))
         frames += (ANSWER_HEAD.pack(len(encoded)), encoded)
         at = start + length
     return frames, at

@@ -24,7 +24,7 @@ from hyperliquid.utils.signing import (
 
 from node.api.exchange import Refused, Verified, verify_request
 from node.api.verifier import Verifier, _Worker
-from node.api.verify_worker import ANSWER_HEAD, REQUEST_HEAD, Answer, answer_requests, to_result
+from node.api.verify_worker import ANSWER_HEAD, REQUEST_HEAD, Answer, answer_requests
 
 WALLET = eth_account.Account.from_key("0x" + "17" * 32)
 NONCE = 1_700_000_000_000
@@ -108,7 +108,7 @@ def test_answers_cross_the_pipe_unchanged() -> None:
     while at < len(out):
         (length,) = ANSWER_HEAD.unpack_from(out, at)
         answer = decode(out[at + ANSWER_HEAD.size : at + ANSWER_HEAD.size + length])
-        results.append((answer.request, to_result(answer)))
+        results.append((answer.request, answer.result))
         at += ANSWER_HEAD.size + length
     assert results == [(i, verify_request(b)) for i, b in enumerate(BODIES)]
     assert any(isinstance(r, Verified) for _, r in results)
