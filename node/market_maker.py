@@ -27,6 +27,7 @@ import msgspec
 
 from node.devaccounts import parse_amount, parse_spot_amounts
 from protocol.actions import CancelByCloidAction, CancelByCloidWire, OrderAction
+from protocol.clearinghouse import SPOT_USDC_PER_MICRO
 from protocol.fixed import USD_DECIMALS, format_fixed, parse_fixed
 from protocol.genesis import AccountFunding
 from protocol.markets import ConfigError, Market, Markets
@@ -35,7 +36,6 @@ from protocol.orders import LimitWire, OrderTypeWire, OrderWire, round_to_tick
 # Like the liquidators (0xaaaa..., 0xbbbb...), an address no key is known for.
 MARKET_MAKER = "0x" + "cc" * 20
 BPS = 10_000
-SPOT_QUOTE_WEI_PER_MICRO = 100  # quote notional is in 8-decimal wei, USDC budgets in micro
 
 _GTC = OrderTypeWire(limit=LimitWire("Gtc"))
 
@@ -192,7 +192,7 @@ class MarketMaker:
 
     def _levels(self, market: Market, ref: int) -> list[OrderWire]:
         q = self.quoting
-        budget = q.level_micro * (SPOT_QUOTE_WEI_PER_MICRO if market.is_spot else 1)
+        budget = q.level_micro * (SPOT_USDC_PER_MICRO if market.is_spot else 1)
         orders: list[OrderWire] = []
         for level in range(q.levels):
             distance = q.spread_bps + level * q.level_step_bps

@@ -35,7 +35,8 @@ from node.api.wire import event_hash
 from protocol.actions import BatchModifyAction, CancelAction, CancelByCloidAction, OrderAction
 from protocol.borrow_lend import value_of
 from protocol.chain import BlockOutput, Chain, ExecutedAction
-from protocol.exchange import Fill, LiveOrder, TriggerOrder
+from protocol.clearinghouse import SPOT_USDC_PER_MICRO
+from protocol.exchange import DAY_MS, Fill, LiveOrder, TriggerOrder
 from protocol.funding import HOUR_MS, FundingRate
 from protocol.ledger import FundingUpdate, LedgerUpdate, Liquidation, Send, SpotTransfer
 
@@ -43,10 +44,8 @@ FILLS_KEPT = 10_000
 ORDERS_KEPT = 10_000
 UPDATES_KEPT = 10_000
 CANDLES_KEPT = 5_000
-DAY_MS = 24 * HOUR_MS
 VOLUME_HOURS_KEPT = 30 * 24
 VOLUME_DAYS_KEPT = 15
-SPOT_QUOTE_WEI_PER_MICRO = 100  # a USDC-quoted spot notional (8 decimals) in micro-USDC
 
 _MINUTE_MS = 60_000
 _FIXED_INTERVALS = {
@@ -66,7 +65,7 @@ _FIXED_INTERVALS = {
 INTERVALS = (*_FIXED_INTERVALS, "1w", "1M")
 _WEEK_MS = 7 * DAY_MS
 _MONDAY_OFFSET_MS = 3 * DAY_MS  # 1970-01-01 was a Thursday; weeks start on Monday
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def candle_open(interval: str, time: int) -> int:
@@ -77,8 +76,8 @@ def candle_open(interval: str, time: int) -> int:
         return time - time % length
     if interval == "1w":
         return (time + _MONDAY_OFFSET_MS) // _WEEK_MS * _WEEK_MS - _MONDAY_OFFSET_MS
-    day = date.fromordinal(_EPOCH_ORDINAL + time // DAY_MS)
-    return (date(day.year, day.month, 1).toordinal() - _EPOCH_ORDINAL) * DAY_MS
+    day = date.fromordinal(EPOCH_ORDINAL + time // DAY_MS)
+    return (date(day.year, day.month, 1).toordinal() - EPOCH_ORDINAL) * DAY_MS
 
 
 def candle_close(interval: str, open_time: int) -> int:
@@ -88,9 +87,9 @@ def candle_close(interval: str, open_time: int) -> int:
         return open_time + length - 1
     if interval == "1w":
         return open_time + _WEEK_MS - 1
-    day = date.fromordinal(_EPOCH_ORDINAL + open_time // DAY_MS)
+    day = date.fromordinal(EPOCH_ORDINAL + open_time // DAY_MS)
     year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
-    return (date(year, month, 1).toordinal() - _EPOCH_ORDINAL) * DAY_MS - 1
+    return (date(year, month, 1).toordinal() - EPOCH_ORDINAL) * DAY_MS - 1
 
 
 class FillRecord(msgspec.Struct, frozen=True, gc=False):
@@ -260,7 +259,7 @@ class History:
             fills = self._fills[fill.user] = deque(maxlen=FILLS_KEPT)
         fills.append(record)
         notional = fill.px * fill.sz
-        micro = notional // SPOT_QUOTE_WEI_PER_MICRO if market.is_spot else notional
+        micro = notional // SPOT_USDC_PER_MICRO if market.is_spot else notional
         self._stat(fill.user, fill.time, _VOLUME, micro)
         if not market.is_spot:
             self._stat(fill.user, fill.time, _PERP_VOLUME, micro)

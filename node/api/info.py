@@ -42,7 +42,7 @@ from datetime import date
 
 import msgspec
 
-from node.api.history import DAY_MS, INTERVALS, History, OrderRecord
+from node.api.history import EPOCH_ORDINAL, INTERVALS, History, OrderRecord
 from node.api.shapes import (
     Json,
     book_levels,
@@ -61,8 +61,8 @@ from protocol.book import OrderBook
 from protocol.borrow_lend import collateral_of, token_price, value_of
 from protocol.chain import Chain
 from protocol.clearinghouse import SPOT_USDC_PER_MICRO, UNIFIED_MODES, Account, Position
-from protocol.exchange import LiveOrder
-from protocol.fixed import RATE_DECIMALS, USD_SCALE
+from protocol.exchange import DAY_MS, LiveOrder
+from protocol.fixed import RATE_DECIMALS, SPOT_NOTIONAL_DECIMALS, USD_SCALE
 from protocol.funding import impact_notional_for, impact_price
 from protocol.lending import LTV_DECIMALS
 from protocol.margin import (
@@ -88,8 +88,6 @@ TIME_RANGE_LIMIT = 500  # entries of a time-ranged answer (fills by time: FILLS_
 FILLS_ANSWERED = 2_000
 HISTORICAL_ORDERS = 2_000
 REQUEST_ALLOWANCE = 10_000  # requests an address may send before its volume earns more
-SPOT_USDC_DECIMALS = 8
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 PORTFOLIO_PERIODS = (
     ("day", DAY_MS, False),
     ("week", 7 * DAY_MS, False),
@@ -498,7 +496,7 @@ def _spot_meta_and_asset_ctxs(
         contexts.append(
             {
                 "prevDayPx": price(prev or 0, market),
-                "dayNtlVlm": decimal(stats.notional, SPOT_USDC_DECIMALS),
+                "dayNtlVlm": decimal(stats.notional, SPOT_NOTIONAL_DECIMALS),
                 "markPx": price(mark or 0, market),
                 "midPx": _mid(chain.exchange.books[market.asset], market),
                 "circulatingSupply": supply,
@@ -755,7 +753,7 @@ def spot_state_json(chain: Chain, history: History, user: str) -> dict[str, Json
             "token": token,
             "total": decimal(total, wei),
             "hold": decimal(hold, wei),
-            "entryNtl": decimal(history.spot_entry_notional(user, token), SPOT_USDC_DECIMALS),
+            "entryNtl": decimal(history.spot_entry_notional(user, token), SPOT_NOTIONAL_DECIMALS),
         }
         if portfolio or supplied or borrowed:
             reserve = lending.reserves.get(token)

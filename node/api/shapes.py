@@ -20,7 +20,7 @@ from node.api.history import Candle, FillRecord, FundingRecord, LedgerRecord
 from node.api.wire import decimal, quotient, usd
 from protocol.book import RestingOrder
 from protocol.exchange import LiveOrder, TriggerOrder
-from protocol.fixed import RATE_DECIMALS
+from protocol.fixed import RATE_DECIMALS, SPOT_NOTIONAL_DECIMALS
 from protocol.ledger import (
     AccountClassTransfer,
     BorrowLend,
@@ -38,7 +38,6 @@ from protocol.orders import TIF_WIRE
 Json: TypeAlias = str | int | bool | list["Json"] | dict[str, "Json"] | None
 
 BOOK_LEVELS = 20  # levels per side in an l2Book answer
-SPOT_USDC_DECIMALS = 8
 
 
 def side(is_buy: bool) -> str:
@@ -60,7 +59,7 @@ def rate(value: int) -> str:
 
 def token_amount(markets: Markets, name: str, wei: int) -> str:
     token = markets.token_by_name(name)
-    return decimal(wei, SPOT_USDC_DECIMALS if token is None else token.wei_decimals)
+    return decimal(wei, SPOT_NOTIONAL_DECIMALS if token is None else token.wei_decimals)
 
 
 # Fills.
