@@ -46,8 +46,8 @@ import trio
 from node.actors import Actors, BlockEvent, Checkpoint
 from node.chainstore import ChainStore
 from node.config import MINING_MODES
-from node.market_maker import MARKET_MAKER, MarketMaker
-from protocol.actions import ActionResponse, DefaultResponse, ErrorResponse, RevertAction
+from node.market_maker import MarketMaker
+from protocol.actions import ActionResponse, ErrorResponse
 from protocol.chain import Action, BlockOutput, Chain
 from protocol.ledger import Liquidation
 
@@ -352,12 +352,8 @@ class BlockProducer:
         self.clock.stamped(time)
         if self._blocks_left is not None:
             self._blocks_left -= 1
-        self._traded = frozenset(f.asset for f in block.fills if f.user == MARKET_MAKER)
-        if self.maker is not None and any(
-            isinstance(e.action, RevertAction) and isinstance(e.response, DefaultResponse)
-            for e in block.actions
-        ):
-            self.maker.reset()  # the books went back: its memory of its quotes is wrong
+        if self.maker is not None:
+            self._traded = self.maker.observe(block)
         offset = len(in_block) - len(pending)  # the maker's actions come first
         for executed in block.actions:
             if executed.index < offset:

@@ -26,7 +26,14 @@ from __future__ import annotations
 import msgspec
 
 from node.devaccounts import parse_amount, parse_spot_amounts
-from protocol.actions import CancelByCloidAction, CancelByCloidWire, OrderAction
+from protocol.actions import (
+    CancelByCloidAction,
+    CancelByCloidWire,
+    DefaultResponse,
+    OrderAction,
+    RevertAction,
+)
+from protocol.chain import BlockOutput
 from protocol.clearinghouse import SPOT_USDC_PER_MICRO
 from protocol.fixed import USD_DECIMALS, format_fixed, parse_fixed
 from protocol.genesis import AccountFunding
@@ -147,6 +154,17 @@ class MarketMaker:
         """Forget what it quoted: the next block requotes every market."""
         self.quoted.clear()
         self._started = False
+
+    def observe(self, block: BlockOutput) -> frozenset[int]:
+        """Learn from a committed block: after a devnet revert the books went back, so its
+        memory of its quotes is wrong (it forgets them); returns the markets it traded on,
+        whose levels may be gone (`quote` puts them back)."""
+        if any(
+            isinstance(e.action, RevertAction) and isinstance(e.response, DefaultResponse)
+            for e in block.actions
+        ):
+            self.reset()
+        return frozenset(f.asset for f in block.fills if f.user == MARKET_MAKER)
 
     def references(self, oracle: dict[int, int]) -> dict[int, int]:
         """Every quoted market's reference price at its own scale, by asset."""
