@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +41,7 @@ import structlog
 
 import protocol
 from node.blocklog import LOG_NAME, BlockLog, prune_snapshots, snapshots
-from node.config import DEFAULT_SNAPSHOT_EVERY, NodeConfig, parse_config
+from node.config import DEFAULT_SNAPSHOT_EVERY, NodeConfig, parse_config_text
 from node.devaccounts import genesis_funding
 from node.market_maker import maker_funding
 from protocol.chain import Action, BlockOutput, Chain
@@ -213,11 +212,6 @@ class Loaded(msgspec.Struct):
     index: Index | None = None  # fed every replayed block, when asked for
 
 
-def _genesis_config(record: GenesisRecord, source: str) -> NodeConfig:
-    config = parse_config(tomllib.loads(record.config), source)
-    return msgspec.structs.replace(config, text=record.config)
-
-
 class _UnusableSnapshotError(Exception):
     """Why a snapshot was not used."""
 
@@ -276,7 +270,7 @@ def replay_records(
     genesis = decode_record(payloads[0])
     if not isinstance(genesis, GenesisRecord):
         raise BadLogError("the first record is not the genesis")
-    config = _genesis_config(genesis, source)
+    config = parse_config_text(genesis.config, source)
     last = len(payloads) - 1 if to_height is None else min(to_height, len(payloads) - 1)
     saved = None if snapshot_dir is None else _latest_saved_chain(snapshot_dir, payloads, last)
     if saved is None:

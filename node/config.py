@@ -158,25 +158,31 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     )
 
 
+def parse_config_text(text: str, source: str) -> NodeConfig:
+    """A `NodeConfig` from TOML text, recording the text as the genesis (raises
+    tomllib.TOMLDecodeError and the config errors)."""
+    config = parse_config(tomllib.loads(text), source)
+    return msgspec.structs.replace(config, text=text)
+
+
 def load_config(path: str | Path) -> NodeConfig:
-    """Read and check the TOML config file at `path`; every error message starts with it."""
+    """Read and check the TOML config file at `path`, once (the text parsed is the text
+    recorded); every error message starts with it."""
     try:
         with open(path, "rb") as file:
-            raw = tomllib.load(file)
+            text = file.read().decode("utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     try:
-        config = parse_config(raw, str(path))
+        return parse_config_text(text, str(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except MarketsConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    with open(path, encoding="utf-8") as file:
-        return msgspec.structs.replace(config, text=file.read())
 
 
 def override(
