@@ -1,6 +1,7 @@
 """Signature recovery benchmark: `node.api.signing.recover_signer` against eth-account's generic
-path (`encode_typed_data` + `Account.recover_message`, the server-side recipe of sdk-api.md
-5.3) in the same process, on the same requests.
+path, as the SDK's own recovery functions take it (`encode_typed_data` +
+`Account.recover_message`, the server-side recipe of sdk-api.md 5.3), in the same process, on
+the same requests (signed with the SDK).
 
 Workload (seeded): requests signed by 16 random keys, half L1 `order` actions (1 to 3 orders,
 some with a vault or an expiry), half user-signed `usdSend`, taken through JSON text and back
@@ -25,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import coincurve
-import msgpack  # type: ignore[import-untyped]
 from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_utils.crypto import keccak
+from hyperliquid.utils.signing import (
+    USD_SEND_SIGN_TYPES,
+    recover_agent_or_user_from_l1_action,
+    recover_user_from_user_signed_action,
+    sign_l1_action,
+    sign_usd_transfer_action,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -42,67 +47,24 @@ from node.api.signing import (  # noqa: E402
 )
 
 T0 = 1_700_000_000_000
-ZERO_ADDRESS = "0x" + "00" * 20
-DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-USD_SEND_FIELDS = [
-    {"name": "hyperliquidChain", "type": "string"},
-    {"name": "destination", "type": "string"},
-    {"name": "amount", "type": "string"},
-    {"name": "time", "type": "uint64"},
-]
-AGENT_FIELDS = [{"name": "source", "type": "string"}, {"name": "connectionId", "type": "bytes32"}]
+USD_SEND = "HyperliquidTransaction:UsdSend"
 
 Request = dict[str, Any]  # the /exchange body: action, nonce, signature, vaultAddress, ...
 
 
-def _l1_typed_data(body: Request) -> dict[str, Any]:
-    data = msgpack.packb(body["action"]) + body["nonce"].to_bytes(8, "big")
-    vault = body["vaultAddress"]
-    data += b"\x00" if vault is None else b"\x01" + bytes.fromhex(vault[2:])
-    if body["expiresAfter"] is not None:
-        data += b"\x00" + body["expiresAfter"].to_bytes(8, "big")
-    domain = {"chainId": 1337, "name": "Exchange", "verifyingContract": ZERO_ADDRESS}
-    return {
-        "domain": {**domain, "version": "1"},
-        "types": {"Agent": AGENT_FIELDS, "EIP712Domain": DOMAIN_FIELDS},
-        "primaryType": "Agent",
-        "message": {"source": TESTNET.source, "connectionId": keccak(data)},
-    }
-
-
-def _usd_send_typed_data(body: Request) -> dict[str, Any]:
-    action = body["action"]
-    domain = {
-        "name": "HyperliquidSignTransaction",
-        "version": "1",
-        "chainId": int(action["signatureChainId"], 16),
-        "verifyingContract": ZERO_ADDRESS,
-    }
-    return {
-        "domain": domain,
-        "types": {"HyperliquidTransaction:UsdSend": USD_SEND_FIELDS, "EIP712Domain": DOMAIN_FIELDS},
-        "primaryType": "HyperliquidTransaction:UsdSend",
-        "message": action,
-    }
-
-
-def _typed_data(body: Request) -> dict[str, Any]:
-    if body["action"]["type"] == "usdSend":
-        return _usd_send_typed_data(body)
-    return _l1_typed_data(body)
-
-
 def eth_account_recover(body: Request) -> str:
-    """The generic path: the typed data as a dict, encoded and recovered by eth-account."""
-    signable = encode_typed_data(full_message=_typed_data(body))
-    sig = body["signature"]
-    vrs = (sig["v"], int(sig["r"], 16), int(sig["s"], 16))
-    return str(Account.recover_message(signable, vrs=vrs)).lower()
+    """The generic path, the SDK's own recovery: the typed data as a dict, encoded and
+    recovered by eth-account."""
+    action, signature = body["action"], body["signature"]
+    if action["type"] == "usdSend":
+        address = recover_user_from_user_signed_action(
+            action, signature, USD_SEND_SIGN_TYPES, USD_SEND, False
+        )
+    else:
+        address = recover_agent_or_user_from_l1_action(
+            action, signature, body["vaultAddress"], body["nonce"], body["expiresAfter"], False
+        )
+    return str(address).lower()
 
 
 def devnet_recover(body: Request) -> str:
@@ -139,11 +101,6 @@ def secp256k1_floor(bodies: list[Request], repeat: int) -> float:
             coincurve.PublicKey.from_signature_and_message(signature, digest, hasher=None)
         best = min(best, time.perf_counter() - start)
     return len(bodies) / best
-
-
-def _sign(key: bytes, typed_data: dict[str, Any]) -> dict[str, Any]:
-    signed = Account.sign_message(encode_typed_data(full_message=typed_data), key)
-    return {"r": hex(signed.r), "s": hex(signed.s), "v": signed.v}
 
 
 def make_requests(count: int, seed: int) -> tuple[list[Request], list[str]]:
@@ -184,7 +141,13 @@ def make_requests(count: int, seed: int) -> tuple[list[Request], list[str]]:
                 "vaultAddress": "0x" + rng.randbytes(20).hex() if rng.random() < 0.2 else None,
                 "expiresAfter": nonce + 60_000 if rng.random() < 0.2 else None,
             }
-        body["signature"] = _sign(key, _typed_data(body))
+        wallet = Account.from_key(key)
+        if i % 2:
+            body["signature"] = sign_usd_transfer_action(wallet, body["action"], False)
+        else:
+            body["signature"] = sign_l1_action(
+                wallet, body["action"], body["vaultAddress"], nonce, body["expiresAfter"], False
+            )
         bodies.append(json.loads(json.dumps(body)))
         signers.append(str(Account.from_key(key).address).lower())
     return bodies, signers
