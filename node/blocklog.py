@@ -223,6 +223,14 @@ class BlockLog:
         self.close()
 
 
+def read_records(data_dir: Path) -> list[bytes]:
+    """Every record of the log in `data_dir`, as `BlockLog.open` finds them; the log is closed
+    again (for readers: replay, export)."""
+    block_log, payloads = BlockLog.open(data_dir)
+    block_log.close()
+    return payloads
+
+
 def snapshot_path(data_dir: Path, height: int) -> Path:
     return Path(data_dir) / f"snapshot-{height}.bin"
 

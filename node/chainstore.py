@@ -40,7 +40,7 @@ import msgspec
 import structlog
 
 import protocol
-from node.blocklog import LOG_NAME, BlockLog, prune_snapshots, snapshots
+from node.blocklog import LOG_NAME, BlockLog, prune_snapshots, read_records, snapshots
 from node.config import DEFAULT_SNAPSHOT_EVERY, NodeConfig, parse_config_text
 from node.devaccounts import genesis_funding
 from node.market_maker import maker_funding
@@ -186,8 +186,7 @@ class Fixture(msgspec.Struct, frozen=True):
 
 def export_fixture(data_dir: Path) -> bytes:
     """The log of `data_dir` as a fixture (formatted JSON)."""
-    block_log, payloads = BlockLog.open(data_dir)
-    block_log.close()
+    payloads = read_records(data_dir)
     fixture = Fixture(tuple(decode_record(p) for p in payloads))
     return msgspec.json.format(msgspec.json.encode(fixture), indent=1)
 

@@ -27,7 +27,7 @@ import trio
 from node.api.history import History
 from node.api.server import Api, ApiBindError, first_error, serve_api
 from node.api.verifier import Verifier
-from node.blocklog import BlockLog, CorruptLogError
+from node.blocklog import CorruptLogError, read_records
 from node.blocks import BlockProducer
 from node.chainstore import (
     BadLogError,
@@ -351,8 +351,7 @@ def _replay(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     tune_collector()
     try:
-        block_log, payloads = BlockLog.open(data_dir)
-        block_log.close()
+        payloads = read_records(data_dir)
         loaded = replay_records(
             payloads,
             args.data_dir,

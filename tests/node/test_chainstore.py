@@ -13,7 +13,7 @@ import structlog
 import trio
 import trio.testing
 
-from node.blocklog import BlockLog, snapshot_path, snapshots, write_snapshot
+from node.blocklog import BlockLog, read_records, snapshot_path, snapshots, write_snapshot
 from node.blocks import BlockProducer
 from node.chainstore import (
     CODE_FINGERPRINT,
@@ -83,7 +83,7 @@ async def test_blocks_are_logged_and_replay_to_the_same_hashes(
     """The log holds the genesis and every block; replaying it gives the recorded hashes."""
     producer = await run_blocks(tmp_path, 4)
     assert producer.height == 4
-    _, payloads = BlockLog.open(tmp_path)
+    payloads = read_records(tmp_path)
     records = [decode_record(p) for p in payloads]
     assert isinstance(records[0], GenesisRecord) and records[0].time == GENESIS_MS
     blocks = [r for r in records[1:] if isinstance(r, BlockRecord)]
@@ -102,7 +102,7 @@ async def test_restart_resumes_from_the_log(
     await run_blocks(tmp_path, 3)
     producer = await run_blocks(tmp_path, 2)
     assert producer.height == 5
-    _, payloads = BlockLog.open(tmp_path)
+    payloads = read_records(tmp_path)
     assert replay_records(payloads, "test").height == 5
     assert producer.chain.clearinghouse.sub_accounts_of(ALICE)[1].name == "sub3"
 
@@ -113,7 +113,7 @@ async def test_a_changed_record_is_a_mismatch(
     """Replay names the first height whose state hash differs from the log's; when only the
     recorded hash was changed, every part digest still matches and no part is named."""
     await run_blocks(tmp_path, 3)
-    _, payloads = BlockLog.open(tmp_path)
+    payloads = read_records(tmp_path)
     second = decode_record(payloads[2])
     assert isinstance(second, BlockRecord)
     payloads[2] = encode_record(msgspec.structs.replace(second, state_hash=bytes(32)))
@@ -162,12 +162,6 @@ def write_log(data_dir: Path, proposed: list[list[tuple[str, Action]]], every: i
     return loaded.chain
 
 
-def read_log(data_dir: Path) -> list[bytes]:
-    block_log, payloads = BlockLog.open(data_dir)
-    block_log.close()
-    return payloads
-
-
 def block(payloads: list[bytes], height: int) -> BlockRecord:
     record = decode_record(payloads[height])
     assert isinstance(record, BlockRecord)
@@ -178,7 +172,7 @@ def test_records_hold_the_part_digests(tmp_path: Path) -> None:
     """Each block record holds one digest per part of the state, the ones a replay computes;
     a part's digest changes with that part only."""
     chain = write_log(tmp_path, blocks())
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     last = block(payloads, 5)
     assert [name for name, _ in last.parts] == list(PARTS)
     assert last.digests == state_digest(chain, block(payloads, 4).state_hash).parts
@@ -219,7 +213,7 @@ def test_a_changed_action_names_the_differing_parts(
     """A forged action changes the state its block ends with: replay names that height and
     exactly the parts the action touches."""
     write_log(tmp_path, blocks())
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     record = block(payloads, height)
     forged_action = ProposedAction(*forged)
     payloads[height] = encode_record(msgspec.structs.replace(record, actions=(forged_action,)))
@@ -235,7 +229,7 @@ def test_a_changed_part_digest_is_a_mismatch(tmp_path: Path) -> None:
     """A record whose state hash is right but one part digest is not is refused too, naming
     that part."""
     write_log(tmp_path, blocks())
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     record = block(payloads, 3)
     digests = b"".join(bytes(8) if n == "funding" else d for n, d in record.parts)
     payloads[3] = encode_record(msgspec.structs.replace(record, digests=digests))
@@ -257,7 +251,7 @@ def test_old_records_without_parts_decode_and_replay(tmp_path: Path) -> None:
     """A log written before the part digests existed decodes (no parts) and replays by its
     state hashes; a mismatch in it is reported without parts."""
     write_log(tmp_path, blocks())
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     old_encoder = msgspec.msgpack.Encoder(order="deterministic")
     for height in range(1, 6):
         record = block(payloads, height)
@@ -293,7 +287,7 @@ def test_records_with_named_parts_decode_without_them(tmp_path: Path) -> None:
     no digests (they were of other parts) and replays by its state hash. Storing the digests
     alone saves the names in every record: more than 300 bytes of each."""
     write_log(tmp_path, blocks())
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     old_encoder = msgspec.msgpack.Encoder(order="deterministic")
     for height in range(1, 6):
         record = block(payloads, height)
@@ -311,7 +305,7 @@ def test_digests_of_another_layout_name_no_parts(tmp_path: Path) -> None:
     """Digests that do not fit this code's part layout (a record from other code) are not
     paired with names: a mismatch is reported without parts."""
     write_log(tmp_path, blocks())
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     record = block(payloads, 2)
     forged = msgspec.structs.replace(record, digests=record.digests[:-1], state_hash=bytes(32))
     payloads[2] = encode_record(forged)
@@ -328,7 +322,7 @@ def test_snapshots_hold_the_chain_and_its_hashes(tmp_path: Path) -> None:
     """Every `snapshot_every` blocks the whole chain is saved with its height, time, previous
     and own state hashes; only the two newest are kept."""
     write_log(tmp_path, blocks(), every=2)
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("snapshot-*")) == [
         "snapshot-2.bin",
         "snapshot-4.bin",
@@ -354,12 +348,12 @@ def test_resume_starts_from_the_newest_snapshot(tmp_path: Path) -> None:
     assert [(e["event"], e["from_snapshot"], e["height"]) for e in logs] == [("resumed", 4, 5)]
     assert (loaded.start_height, loaded.height) == (4, 5)
     assert chain_snapshot(loaded.chain) == chain_snapshot(chain)
-    assert loaded.last_hash == block(read_log(tmp_path), 5).state_hash
+    assert loaded.last_hash == block(read_records(tmp_path), 5).state_hash
     time = GENESIS_MS + 6000
     loaded.chain.apply_block(6, time, [])
     digest = store.commit(loaded.chain, 6, time, [])
     store.log.close()
-    assert replay_records(read_log(tmp_path), "test").last_hash == digest
+    assert replay_records(read_records(tmp_path), "test").last_hash == digest
     assert sorted(p.name for p in tmp_path.glob("snapshot-*")) == [
         "snapshot-4.bin",
         "snapshot-6.bin",
@@ -408,7 +402,7 @@ def test_an_unusable_snapshot_is_skipped(tmp_path: Path, damage: Callable[[Path]
     chain = write_log(tmp_path, blocks(), every=2)
     reason = damage(tmp_path)
     with structlog.testing.capture_logs() as logs:
-        loaded = replay_records(read_log(tmp_path), "test", snapshot_dir=tmp_path)
+        loaded = replay_records(read_records(tmp_path), "test", snapshot_dir=tmp_path)
     assert loaded.start_height == 2
     assert chain_snapshot(loaded.chain) == chain_snapshot(chain)
     [warning] = logs
@@ -420,7 +414,7 @@ def test_no_usable_snapshot_replays_from_the_genesis(tmp_path: Path) -> None:
     """With every snapshot unusable, or none at most the requested height, the replay starts
     at the genesis."""
     write_log(tmp_path, blocks(), every=2)
-    payloads = read_log(tmp_path)
+    payloads = read_records(tmp_path)
     assert replay_records(payloads, "test", to_height=1, snapshot_dir=tmp_path).start_height == 0
     for height in (2, 4):
         write_snapshot(tmp_path, height, b"junk")
@@ -444,8 +438,8 @@ def test_a_snapshot_that_cannot_be_written_is_not_fatal(
         chain = write_log(tmp_path, blocks()[:2], every=2)
     assert [(e["event"], e["height"]) for e in logs] == [("snapshot not written", 2)]
     assert not list(tmp_path.glob("snapshot-*"))
-    last = block(read_log(tmp_path), 2)
-    assert last.state_hash == state_digest(chain, block(read_log(tmp_path), 1).state_hash).hash
+    last = block(read_records(tmp_path), 2)
+    assert last.state_hash == state_digest(chain, block(read_records(tmp_path), 1).state_hash).hash
 
 
 def test_cli_start_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from node.blocklog import LOG_NAME, BlockLog
+from node.blocklog import LOG_NAME, BlockLog, read_records
 from node.chainstore import open_store, replay_records
 from node.cli import main
 from node.config import load_config
@@ -124,9 +124,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def recorded(data_dir: Path) -> list[BlockRecord]:
-    block_log, payloads = BlockLog.open(data_dir)
-    block_log.close()
-    records = [decode_record(p) for p in payloads[1:]]
+    records = [decode_record(p) for p in read_records(data_dir)[1:]]
     assert all(isinstance(r, BlockRecord) for r in records)
     return [r for r in records if isinstance(r, BlockRecord)]
 
@@ -161,8 +159,7 @@ def test_snapshots_are_written_and_pruned(data_dir: Path) -> None:
 def test_resume_from_a_snapshot_is_the_full_replay(data_dir: Path) -> None:
     """Replays from the newest snapshot at most --to end where the replay from the genesis
     does, with the same state, and go on to the same hashes."""
-    block_log, payloads = BlockLog.open(data_dir)
-    block_log.close()
+    payloads = read_records(data_dir)
     records = recorded(data_dir)
     full = replay_records(payloads, "test", to_height=250)
     resumed = replay_records(payloads, "test", to_height=250, snapshot_dir=data_dir)
@@ -196,8 +193,7 @@ def test_cli_replay_names_the_mismatch(
     149, then exits 1 naming the height and the part."""
     copy = tmp_path / "data"
     copy.mkdir()
-    block_log, payloads = BlockLog.open(data_dir)
-    block_log.close()
+    payloads = read_records(data_dir)
     record = decode_record(payloads[150])
     assert isinstance(record, BlockRecord)
     digests = b"".join(bytes(8) if name == "oracle" else d for name, d in record.parts)
