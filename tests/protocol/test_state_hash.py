@@ -35,7 +35,6 @@ from protocol.exchange import Exchange, TriggerOrder
 from protocol.fixed import WAD, format_fixed
 from protocol.lending import YEAR_MS
 from protocol.markets import Markets
-from protocol.oracle import ConstantSource, Source
 from protocol.orders import OPEN, OrderWire, Trigger
 from protocol.state_hash import (
     GENESIS_HASH,
@@ -57,6 +56,7 @@ from tests.protocol.conftest import (
     limit,
     trigger,
 )
+from tests.protocol.test_chain import sources
 from tests.protocol.test_chain_stress import BLOCKS, LADDER, StressRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,12 +64,6 @@ HOUR = 3_600_000
 START = 500 * HOUR - 10_000  # 10 s before an hour boundary: funding settles in the run
 U, M, B = "0x" + "1" * 40, "0x" + "2" * 40, "0x" + "3" * 40
 Block = list[tuple[str, Action]]
-
-
-def sources(markets: Markets) -> dict[int, Source]:
-    prices: dict[int, Source] = {p.asset: ConstantSource(100) for p in markets.perps}
-    prices[BTC] = ConstantSource(1_000_000)
-    return prices
 
 
 def new_chain(markets: Markets, users: tuple[str, ...] = (U, M, B)) -> Chain:
