@@ -214,7 +214,7 @@ class History:
         self._totals: dict[str, list[int]] = {}
         self._hours: dict[str, dict[int, list[int]]] = {}
         self._days: dict[str, dict[int, list[int]]] = {}
-        self._exchange_days: dict[int, int] = {}
+        self._exchange_days: dict[int, list[int]] = {}  # day -> [crossed notional]
 
     # Feeding.
 
@@ -268,10 +268,7 @@ class History:
         if market.is_spot and market.quote_token == chain.clearinghouse.usdc_token:
             self._track_entry(fill, market.base_token, market.base_wei_per_lot)
         if fill.crossed:
-            day = fill.time // DAY_MS
-            self._exchange_days[day] = self._exchange_days.get(day, 0) + micro
-            for old in [d for d in self._exchange_days if d <= day - VOLUME_DAYS_KEPT]:
-                del self._exchange_days[old]
+            _bucket(self._exchange_days, fill.time // DAY_MS, VOLUME_DAYS_KEPT, 1)[0] += micro
             for interval in INTERVALS:
                 self._add_trade(fill.coin, interval, fill.time, fill.px, fill.sz, notional)
 
@@ -331,25 +328,13 @@ class History:
         hours = self._hours.get(user)
         if hours is None:
             hours = self._hours[user] = {}
-        hour = time // HOUR_MS
-        bucket = hours.get(hour)
-        if bucket is None:
-            bucket = hours[hour] = [0, 0, 0]
-            for old in [h for h in hours if h <= hour - VOLUME_HOURS_KEPT]:
-                del hours[old]
-        bucket[field] += amount
+        _bucket(hours, time // HOUR_MS, VOLUME_HOURS_KEPT, 3)[field] += amount
 
     def _day(self, user: str, time: int, side: int, micro: int) -> None:
         days = self._days.get(user)
         if days is None:
             days = self._days[user] = {}
-        day = time // DAY_MS
-        bucket = days.get(day)
-        if bucket is None:
-            bucket = days[day] = [0, 0]
-            for old in [d for d in days if d <= day - VOLUME_DAYS_KEPT]:
-                del days[old]
-        bucket[side] += micro
+        _bucket(days, time // DAY_MS, VOLUME_DAYS_KEPT, 2)[side] += micro
 
     # Queries.
 
@@ -448,7 +433,7 @@ class History:
         result: list[DailyVolume] = []
         for day in range(today - VOLUME_DAYS_KEPT + 1, today + 1):
             cross, add = days.get(day, (0, 0))
-            result.append(DailyVolume(day, cross, add, self._exchange_days.get(day, 0)))
+            result.append(DailyVolume(day, cross, add, self._exchange_days.get(day, [0])[0]))
         return result
 
 
@@ -462,6 +447,17 @@ def _weight(executed: ExecutedAction) -> int:
     if isinstance(action, CancelAction | CancelByCloidAction):
         return len(action.cancels)
     return 1
+
+
+def _bucket(buckets: dict[int, list[int]], key: int, keep: int, fields: int) -> list[int]:
+    """The totals of `key` (an hour or a day), made when first needed; making one drops the
+    buckets `keep` or more keys older, so each index keeps a fixed window."""
+    bucket = buckets.get(key)
+    if bucket is None:
+        bucket = buckets[key] = [0] * fields
+        for old in [k for k in buckets if k <= key - keep]:
+            del buckets[old]
+    return bucket
 
 
 def _append(index: dict[str, deque[_Record]], user: str, record: _Record) -> None:
