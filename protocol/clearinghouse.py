@@ -430,14 +430,7 @@ class Clearinghouse:
             amount = px * sz if is_buy else sz * market.base_wei_per_lot
             account.spot_hold[token] = account.spot_hold.get(token, 0) + amount
             return
-        asset = market.asset
-        sides = account.order_ntl.get(asset)
-        if sides is None:
-            sides = account.order_ntl[asset] = [0, 0]
-        leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
-        before = -(-max(sides) // leverage)  # reserves round up, against the account
-        sides[0 if is_buy else 1] += px * sz
-        account.reserved += -(-max(sides) // leverage) - before
+        self._add_order_notional(account, market.asset, is_buy, px * sz)
 
     def release_order(
         self, account: Account, market: Market, is_buy: bool, px: int, sz: int
@@ -447,11 +440,17 @@ class Clearinghouse:
             token = market.quote_token if is_buy else market.base_token
             account.spot_hold[token] -= px * sz if is_buy else sz * market.base_wei_per_lot
             return
-        asset = market.asset
-        sides = account.order_ntl[asset]
+        self._add_order_notional(account, market.asset, is_buy, -px * sz)
+
+    def _add_order_notional(self, account: Account, asset: int, is_buy: bool, ntl: int) -> None:
+        """Move a side's resting notional on `asset`, and `account.reserved` with it; a side
+        pair back at zero is dropped."""
+        sides = account.order_ntl.get(asset)
+        if sides is None:
+            sides = account.order_ntl[asset] = [0, 0]
         leverage = (account.leverage.get(asset) or self.default_leverage[asset]).value
-        before = -(-max(sides) // leverage)
-        sides[0 if is_buy else 1] -= px * sz
+        before = -(-max(sides) // leverage)  # reserves round up, against the account
+        sides[0 if is_buy else 1] += ntl
         account.reserved += -(-max(sides) // leverage) - before
         if sides[0] == 0 and sides[1] == 0:
             del account.order_ntl[asset]
