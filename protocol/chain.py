@@ -58,7 +58,7 @@ from protocol.block import order_block_actions
 from protocol.borrow_lend import borrow_lend
 from protocol.clearinghouse import Clearinghouse
 from protocol.exchange import Exchange, Fill, OrderUpdate
-from protocol.fixed import USD_DECIMALS, parse_fixed
+from protocol.fixed import parse_fixed
 from protocol.funding import (
     FundingSettlement,
     FundingState,
@@ -77,7 +77,7 @@ from protocol.modes import set_abstraction
 from protocol.nonces import NonceState
 from protocol.oracle import ConstantSource, OracleState, Source
 from protocol.portfolio_margin import PortfolioMargin
-from protocol.transfers import apply_transfer
+from protocol.transfers import apply_transfer, parse_usdc
 
 Action = UserAction | DevnetAction | SignedAction
 
@@ -267,8 +267,8 @@ class Chain:
             return DefaultResponse()
         user = action.user.lower()
         if action.token == "USDC":
-            micro = parse_fixed(action.amount, USD_DECIMALS)
-            if micro is None or micro <= 0:
+            micro = parse_usdc(action.amount)
+            if micro is None:
                 return ErrorResponse(f"Invalid amount {action.amount!r}.")
             self.deposit(user, micro, time)
             return DefaultResponse()
