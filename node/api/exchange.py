@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from node.api.signing import TESTNET, USER_SIGNED_NONCE_FIELD, Network, Rejected, recover_signer
-from node.api.wire import decimal, quotient
+from node.api.wire import average_price, decimal
 from protocol.actions import (
     ActionResponse,
     BatchModifyAction,
@@ -152,7 +152,7 @@ def _order_status(status: OrderStatus, asset: int | None, markets: Markets) -> J
     # The notional is at px_decimals + sz_decimals: the average price is ntl / (sz x 10^pxd).
     filled: Json = {
         "totalSz": decimal(status.total_sz, market.sz_decimals),
-        "avgPx": quotient(status.total_ntl, status.total_sz * 10**market.px_decimals),
+        "avgPx": average_price(status.total_ntl, status.total_sz, market),
         "oid": status.oid,
     }
     if status.cloid is not None:

@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import msgspec
 
-from node.api.wire import event_hash
+from node.api.wire import event_hash, fill_hash
 from protocol.actions import BatchModifyAction, CancelAction, CancelByCloidAction, OrderAction
 from protocol.borrow_lend import value_of
 from protocol.chain import BlockOutput, Chain, ExecutedAction
@@ -228,7 +228,7 @@ class History:
             self._requests[executed.user] = self._requests.get(executed.user, 0) + _weight(executed)
         takers = {fill.tid: fill.oid for fill in output.fills if fill.crossed}
         for fill in output.fills:
-            self._add_fill(fill, event_hash("order", output.height, takers[fill.tid]), chain)
+            self._add_fill(fill, fill_hash(output.height, takers[fill.tid]), chain)
         for update in output.order_updates:
             self._add_order(update.order, update.status, update.time)
         for index, ledger in enumerate(output.ledger):

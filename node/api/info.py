@@ -56,7 +56,7 @@ from node.api.shapes import (
     rate,
     size,
 )
-from node.api.wire import decimal, quotient, usd
+from node.api.wire import average_price, decimal, quotient, usd
 from protocol.book import OrderBook
 from protocol.borrow_lend import collateral_of, token_price, value_of
 from protocol.chain import Chain
@@ -695,7 +695,7 @@ def _position_json(
             "coin": market.coin,
             "szi": size(szi, market),
             "leverage": leverage_json,
-            "entryPx": quotient(entry, abs(szi) * 10**market.px_decimals),
+            "entryPx": average_price(entry, abs(szi), market),
             "positionValue": usd(notional),
             "unrealizedPnl": usd(pnl),
             # Return on the margin the position was opened with: pnl / (entry / leverage).

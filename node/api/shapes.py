@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from node.api.history import Candle, FillRecord, FundingRecord, LedgerRecord
-from node.api.wire import decimal, quotient, usd
+from node.api.wire import average_price, decimal, usd
 from protocol.book import RestingOrder
 from protocol.exchange import LiveOrder, TriggerOrder
 from protocol.fixed import RATE_DECIMALS, SPOT_NOTIONAL_DECIMALS
@@ -123,7 +123,7 @@ def _aggregate(group: list[FillRecord], markets: Markets) -> dict[str, Json]:
     market = markets.by_asset[first.fill.asset]
     total_sz = sum(record.fill.sz for record in group)
     total_ntl = sum(record.fill.px * record.fill.sz for record in group)
-    result["px"] = quotient(total_ntl, total_sz * 10**market.px_decimals)
+    result["px"] = average_price(total_ntl, total_sz, market)
     result["sz"] = size(total_sz, market)
     result["closedPnl"] = usd(sum(record.fill.closed_pnl for record in group))
     fee = sum(record.fill.fee for record in group)

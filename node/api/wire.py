@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 
 from protocol.fixed import USD_DECIMALS, format_fixed
+from protocol.markets import Market
 
 AVERAGE_DECIMALS = 8  # places of an average price or a ratio (Hyperliquid's float precision)
 
@@ -35,6 +36,17 @@ def quotient(numerator: int, denominator: int, places: int = AVERAGE_DECIMALS) -
     scale: int = 10**places
     magnitude = (2 * abs(numerator) * scale + denominator) // (2 * denominator)
     return decimal(-magnitude if numerator < 0 else magnitude, places)
+
+
+def average_price(notional: int, size: int, market: Market) -> str:
+    """The average price of fills of `size` (at the market's size scale) and `notional` (at
+    its price and size scales together), rounded to `AVERAGE_DECIMALS` places."""
+    return quotient(notional, size * 10**market.px_decimals)
+
+
+def fill_hash(height: int, taker_oid: int) -> str:
+    """The hash of a fill: its block and its taker order's, shared by the fills it made."""
+    return event_hash("order", height, taker_oid)
 
 
 def event_hash(kind: str, height: int, index: int) -> str:

@@ -73,7 +73,7 @@ from node.api.shapes import (
     side,
     size,
 )
-from node.api.wire import event_hash, usd
+from node.api.wire import fill_hash, usd
 from node.blocks import BlockProducer
 from protocol.chain import BlockOutput, Chain
 from protocol.clearinghouse import Account
@@ -562,7 +562,7 @@ def _trades(subscription: Trades, view: _View) -> list[Json]:
                 "side": side(taker.is_buy),
                 "px": price(taker.px, market),
                 "sz": size(taker.sz, market),
-                "hash": event_hash("order", output.height, taker.oid),  # as the fills
+                "hash": fill_hash(output.height, taker.oid),  # as the fills
                 "time": taker.time,
                 "tid": tid,
                 "users": [buyer.user, seller.user],
