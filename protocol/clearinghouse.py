@@ -259,16 +259,17 @@ class Clearinghouse:
             for asset, (buy, sell) in account.order_ntl.items()
         )
 
-    def cross_available(self, account: Account) -> int:
+    def cross_available(self, account: Account, headroom: int | None = None) -> int:
         """What new margin can draw on: cross value less cross margin and order reserves
         (`account.reserved`). One pass with local lookups: the order path calls this for
-        every order."""
+        every order. `headroom`: the portfolio-margin borrow headroom, when the caller has
+        it already."""
         value = account.usd
         if account.abstraction in UNIFIED_MODES:
             value += self.unified_usdc(account)
             if account.abstraction == "portfolioMargin" and self.portfolio is not None:
                 # A shortfall is borrowed automatically against collateral.
-                value += self.portfolio.headroom(account)
+                value += self.portfolio.headroom(account) if headroom is None else headroom
         used = 0
         settings = account.leverage
         defaults = self.default_leverage
@@ -387,12 +388,14 @@ class Clearinghouse:
         if token != self.usdc_token or account.abstraction not in UNIFIED_MODES:
             return free
         sources = free + max(account.usd, 0) * SPOT_USDC_PER_MICRO
+        headroom = None
         if account.abstraction == "portfolioMargin":
             if self.lending is not None:
                 sources += self.lending.user_supply(account.owner, token)
             if self.portfolio is not None:
-                sources += self.portfolio.headroom(account) * SPOT_USDC_PER_MICRO
-        margin = self.cross_available(account) * SPOT_USDC_PER_MICRO
+                headroom = self.portfolio.headroom(account)
+                sources += headroom * SPOT_USDC_PER_MICRO
+        margin = self.cross_available(account, headroom) * SPOT_USDC_PER_MICRO
         return max(0, min(sources, margin))
 
     def transferable_spot(self, account: Account, token: int) -> int:
