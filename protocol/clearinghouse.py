@@ -112,6 +112,10 @@ class PortfolioHooks(Protocol):
         """Micro-USDC the account could still borrow against its collateral."""
         ...
 
+    def debt(self, account: Account) -> int:
+        """The account's USDC debt in micro-USDC, rounded up (against the account)."""
+        ...
+
     def draw_usdc(self, account: Account, needed: int) -> None:
         """Make `needed` wei of spot USDC spendable: from supply, perp cash, then a borrow."""
         ...
@@ -311,10 +315,9 @@ class Clearinghouse:
             self.cross_margin_used(account) + account.reserved, notional
         )
         value = self.cross_value(account)
-        if account.abstraction == "portfolioMargin" and self.lending is not None:
+        if account.abstraction == "portfolioMargin" and self.portfolio is not None:
             # Borrowed USDC counts as held for trading, but may not leave.
-            debt = self.lending.user_borrow(account.owner, self.usdc_token)
-            value -= -(-debt // SPOT_USDC_PER_MICRO)
+            value -= self.portfolio.debt(account)
         return max(0, value - required)
 
     def cross_maintenance(self, account: Account) -> int:
