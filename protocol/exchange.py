@@ -881,6 +881,13 @@ class Exchange:
 
     # Queries.
 
+    def live_order(self, user: str, oid: int) -> LiveOrder | None:
+        """`user`'s live order `oid`, resting or parked; None if it has none by that id."""
+        asset = self.user_orders.get(user, {}).get(oid)
+        if asset is None:
+            return None
+        return self.books[asset].orders.get(oid) or self.triggers[oid]
+
     def open_orders(self, user: str) -> list[LiveOrder]:
         """The account's live orders in placement (oid) order."""
         result: list[LiveOrder] = []

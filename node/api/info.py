@@ -61,7 +61,7 @@ from protocol.book import OrderBook
 from protocol.borrow_lend import collateral_of, token_price, value_of
 from protocol.chain import Chain
 from protocol.clearinghouse import SPOT_USDC_PER_MICRO, UNIFIED_MODES, Account, Position
-from protocol.exchange import DAY_MS, LiveOrder
+from protocol.exchange import DAY_MS
 from protocol.fixed import RATE_DECIMALS, SPOT_NOTIONAL_DECIMALS, USD_SCALE
 from protocol.funding import impact_notional_for, impact_price
 from protocol.lending import LTV_DECIMALS
@@ -817,13 +817,6 @@ def _sub_accounts(request: SubAccountsRequest, user: str, chain: Chain, history:
 # Orders.
 
 
-def _live_order(chain: Chain, user: str, oid: int) -> LiveOrder | None:
-    asset = chain.exchange.user_orders.get(user, {}).get(oid)
-    if asset is None:
-        return None
-    return chain.exchange.books[asset].orders.get(oid) or chain.exchange.triggers[oid]
-
-
 def _children(chain: Chain, oid: int) -> list[Json]:
     """The TP/SL orders waiting for `oid` to fill (normalTpsl)."""
     waiting = [chain.exchange.triggers[child] for child in chain.exchange.children.get(oid, ())]
@@ -834,7 +827,7 @@ def _order_entry(
     chain: Chain, history: History, user: str, record: OrderRecord | None, oid: int
 ) -> Json:
     """The orderStatus / historicalOrders entry of an order: live orders as they rest now."""
-    live = _live_order(chain, user, oid)
+    live = chain.exchange.live_order(user, oid)
     if live is not None:
         trigger = None if record is None else record.trigger
         time = live.timestamp if record is None else record.time
@@ -858,7 +851,7 @@ def _order_status(request: OrderStatusRequest, user: str, chain: Chain, history:
         if oid is None and ended is not None:
             oid = ended.order.oid
     record = None if oid is None else history.order(user, oid)
-    if oid is None or (record is None and _live_order(chain, user, oid) is None):
+    if oid is None or (record is None and chain.exchange.live_order(user, oid) is None):
         return {"status": "unknownOid"}
     return {"status": "order", "order": _order_entry(chain, history, user, record, oid)}
 
