@@ -112,6 +112,13 @@ class ProducerStoppedError(Exception):
     """The block producer stopped before the action was executed."""
 
 
+def follow_trio_clock(anchor_ms: int) -> Callable[[], int]:
+    """A clock in ms that reads `anchor_ms` now and then follows trio's monotonic clock (so it
+    never steps back when the system clock is adjusted, and jumps with a test's clock)."""
+    anchor = trio.current_time()
+    return lambda: anchor_ms + round((trio.current_time() - anchor) * 1000)
+
+
 class BlockClock:
     """Block times from a wall clock (ms), an offset and the last block's time."""
 
@@ -255,11 +262,7 @@ class BlockProducer:
             raise RuntimeError("a block producer runs only once")
         self._started = True
         self._blocks_left = max_blocks
-        if self._wall_ms is None:
-            start, origin = trio.current_time(), self.clock.last_time
-            self.clock.wall_ms = lambda: origin + round((trio.current_time() - start) * 1000)
-        else:
-            self.clock.wall_ms = self._wall_ms
+        self.clock.wall_ms = self._wall_ms or follow_trio_clock(self.clock.last_time)
         async with trio.open_nursery() as actors:
             self.actors.start(actors)
             try:

@@ -28,7 +28,7 @@ from node.api.history import History
 from node.api.server import Api, ApiBindError, first_error, serve_api
 from node.api.verifier import Verifier
 from node.blocklog import CorruptLogError, read_records
-from node.blocks import BlockProducer
+from node.blocks import BlockProducer, follow_trio_clock
 from node.chainstore import (
     BadLogError,
     Index,
@@ -262,7 +262,8 @@ async def run_node(
         mining=config.mining,
         store=store,
         maker=maker,
-        wall_ms=wall_ms or _system_clock_ms(),
+        # The system clock, read once and then followed on trio's clock.
+        wall_ms=wall_ms or follow_trio_clock(time.time_ns() // 1_000_000),
     )
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
@@ -303,13 +304,6 @@ def tune_collector() -> None:
     gc.set_threshold(50_000, 50, 1_000)
 
 
-def _system_clock_ms() -> Callable[[], int]:
-    """The system clock in ms, read once and then followed on trio's monotonic clock, so block
-    times never step backwards when the system clock is adjusted."""
-    anchor_ms, anchor = time.time_ns() // 1_000_000, trio.current_time()
-    return lambda: anchor_ms + round((trio.current_time() - anchor) * 1000)
-
-
 def _start(args: argparse.Namespace) -> int:
     try:
         config = override(
@@ -323,7 +317,7 @@ def _start(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"devnet: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    genesis_time_ms = time.time_ns() // 1_000_000  # the only clock read: block times follow it
+    genesis_time_ms = time.time_ns() // 1_000_000  # a new chain's genesis time
 
     def announce(url: str) -> None:
         print(banner(config, genesis_time_ms, url), flush=True)
