@@ -35,7 +35,7 @@ from protocol.actions import (
 )
 from protocol.chain import BlockOutput
 from protocol.clearinghouse import SPOT_USDC_PER_MICRO
-from protocol.fixed import USD_DECIMALS, format_fixed, parse_fixed
+from protocol.fixed import USD_DECIMALS, ceil_div, format_fixed, parse_fixed
 from protocol.genesis import AccountFunding
 from protocol.markets import ConfigError, Market, Markets
 from protocol.orders import LimitWire, OrderTypeWire, OrderWire, round_to_tick
@@ -218,7 +218,8 @@ class MarketMaker:
                 if is_buy:
                     px = round_to_tick(ref * (BPS - distance) // BPS, market.px_decimals, up=False)
                 else:
-                    raw = -(-ref * (BPS + distance) // BPS)
+                    # Both sides round away from the reference: the quotes never cross it.
+                    raw = ceil_div(ref * (BPS + distance), BPS)
                     px = round_to_tick(raw, market.px_decimals, up=True)
                 sz = budget // px
                 if sz <= 0 or px * sz < market.min_notional:
