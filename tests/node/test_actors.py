@@ -118,9 +118,9 @@ async def run_script(
                 reply, answer = trio.open_memory_channel[ActionResult](1)
                 await producer.inbox.send(SubmitAction(user, action, reply))
                 answers.append(answer)
-            await producer.mine(1)
+            mined = await producer.mine(1)
             for answer in answers:
-                answer.receive_nowait()  # every action was answered in its block
+                assert answer.receive_nowait().height == mined.height  # answered in its block
         nursery.cancel_scope.cancel()
     store.log.close()
     events = []

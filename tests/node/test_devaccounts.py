@@ -9,6 +9,7 @@ from node.config import load_config
 from node.devaccounts import ANVIL_MNEMONIC, derive_accounts
 from protocol.liquidation import LIQUIDATOR
 from protocol.portfolio_margin import PM_LIQUIDATOR
+from protocol.state_hash import chain_snapshot
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "devnet.toml"
 
@@ -41,6 +42,4 @@ def test_genesis_funding() -> None:
     }
     assert chain.clearinghouse.accounts[LIQUIDATOR].usd == 100_000_000 * 10**6
     assert chain.clearinghouse.accounts[PM_LIQUIDATOR].spot_total[0] == 100_000_000 * 10**8
-    assert {u: a.usd for u, a in chain.clearinghouse.accounts.items()} == {
-        u: a.usd for u, a in again.clearinghouse.accounts.items()
-    }
+    assert chain_snapshot(chain) == chain_snapshot(again)
