@@ -1,5 +1,5 @@
 """The HTTP and WebSocket server: Hyperliquid's POST /info, POST /exchange and /ws, and the
-devnet's POST /devnet, as one ASGI app served by hypercorn on trio.
+devnet's POST /devnet, as the app of the node's own HTTP server (node/api/http_server.py).
 
 Invariants:
 - The API decides no rule: /exchange verifies the signature (in a worker process when it has
@@ -19,14 +19,12 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
 import structlog
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from node.api.exchange import (
     Refused,
@@ -36,6 +34,7 @@ from node.api.exchange import (
     response_json,
 )
 from node.api.history import History
+from node.api.http_server import HttpRequest, HttpResponse, WebSocket, serve_http, text_response
 from node.api.info import answer_info
 from node.api.verifier import Verifier
 from node.api.ws import WsHub
@@ -54,18 +53,12 @@ from protocol.chain import Chain
 from protocol.orders import ERR_DESERIALIZE
 
 MAX_BODY_BYTES = 1 << 20  # Hyperliquid does not document one; a 40-order batch is ~4 KiB
+WS_PATH = "/ws"
 DEVNET_USER = "devnet"  # the proposer of the devnet's control actions in the log
 
 log = structlog.get_logger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Json = Any
-
-
-class BodyTooLargeError(Exception):
-    pass
 
 
 class ApiBindError(Exception):
@@ -92,35 +85,19 @@ class Api:
         self.history = history
         self.ws = WsHub(producer, history)
         producer.before_commit.append(lambda block: history.on_block(block, producer.chain))
+        self._routes = {"/info": self._info, "/exchange": self._exchange, "/devnet": self._devnet}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-        elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
-        routes = {"/info": self._info, "/exchange": self._exchange, "/devnet": self._devnet}
-        handler = routes.get(path)
+    async def http(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        handler = self._routes.get(path)
         if handler is None:
-            await _respond(send, 404, "Not Found")
-            return
-        if method != "POST":
-            await _respond(send, 405, "Method Not Allowed")
-            return
-        if path == "/devnet" and not _is_loopback((scope.get("client") or ("",))[0]):
-            await _respond(send, 403, "the devnet controls answer loopback clients only")
-            return
-        try:
-            body = await _read_body(receive)
-        except BodyTooLargeError:
-            await _respond(send, 413, f"Body larger than {MAX_BODY_BYTES} bytes")
-            return
-        status, answer = await handler(body)
-        await _respond(send, status, answer)
+            return text_response(404, "Not Found")
+        if request.method != "POST":
+            return text_response(405, "Method Not Allowed")
+        if path == "/devnet" and not _is_loopback(request.client):
+            return text_response(403, "the devnet controls answer loopback clients only")
+        status, answer = await handler(request.body)
+        return _response(status, answer)
 
     async def _info(self, body: bytes) -> tuple[int, Json]:
         try:
@@ -211,30 +188,8 @@ class Api:
             "blockTime": producer.block_time_ms / 1000,
         }
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        await send({"type": "websocket.accept"})
-
-        async def receive_text() -> str | None:
-            while True:
-                event = await receive()
-                if event["type"] == "websocket.disconnect":
-                    return None
-                if event["type"] == "websocket.receive":
-                    text = event.get("text")
-                    if text is None and event.get("bytes") is not None:
-                        text = event["bytes"].decode("utf-8", "replace")
-                    return str(text)
-
-        async def send_text(text: str) -> None:
-            await send({"type": "websocket.send", "text": text})
-
-        async def close() -> None:
-            await send({"type": "websocket.close", "code": 1008})
-
-        await self.ws.serve_connection(receive_text, send_text, close)
+    async def websocket(self, socket: WebSocket) -> None:
+        await self.ws.serve_connection(socket.receive_text, socket.send_text, socket.close)
 
 
 def _is_loopback(host: str) -> bool:
@@ -278,42 +233,11 @@ def _str(value: Json) -> str:
     return value
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLargeError
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, body: Json) -> None:
+def _response(status: int, body: Json) -> HttpResponse:
     """JSON for objects and lists, plain text for a string body of an error status."""
     if isinstance(body, str) and status != 200:
-        payload, kind = body.encode(), b"text/plain; charset=utf-8"
-    else:
-        payload, kind = msgspec.json.encode(body), b"application/json"
-    headers = [(b"content-type", kind), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+        return text_response(status, body)
+    return HttpResponse(status, b"application/json", msgspec.json.encode(body))
 
 
 async def serve_api(
@@ -324,23 +248,16 @@ async def serve_api(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; reports the base URL (http://host:port) once listening."""
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.keep_alive_timeout = 75
-    # Trading clients hold one connection for hours: do not make them reconnect every 1,000
-    # requests (hypercorn's default).
-    config.keep_alive_max_requests = 1_000_000
     async with trio.open_nursery() as nursery:
         nursery.start_soon(api.ws.run)
         await nursery.start(api.verifier.run)
         try:
-            binds = await nursery.start(serve, api, config)
-        except* OSError as group:  # hypercorn raises it from a nursery of its own
-            error = first_error(group)
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            bound = await nursery.start(
+                partial(serve_http, api, host, port, max_body=MAX_BODY_BYTES, ws_path=WS_PATH)
+            )
+        except OSError as exc:
+            reason = exc.strerror or exc
             raise ApiBindError(f"cannot listen on {host}:{port}: {reason}") from None
-        url = str(binds[0]).replace("0.0.0.0", "127.0.0.1")
+        url = f"http://{bound[0]}:{bound[1]}".replace("0.0.0.0", "127.0.0.1")
         log.info("api listening", url=url)
         task_status.started(url)
