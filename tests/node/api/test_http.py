@@ -16,7 +16,14 @@ from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong, TextMessage
 
-from node.api.http_server import IDLE_SECONDS, HttpRequest, HttpResponse, WebSocket, serve_http
+from node.api.http_server import (
+    IDLE_SECONDS,
+    MAX_HEAD_BYTES,
+    HttpRequest,
+    HttpResponse,
+    WebSocket,
+    serve_http,
+)
 
 MAX_BODY = 1000
 
@@ -145,15 +152,21 @@ async def test_a_body_over_the_limit_gets_413_and_the_connection_closes(
 
 
 @pytest.mark.parametrize(
-    "garbage",
-    [b"NOT HTTP AT ALL\r\n\r\n", b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"],
-    ids=["request line", "no host"],
+    ("garbage", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        (b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nab", b"400"),
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEAD_BYTES, b"431"),
+    ],
+    ids=["request line", "no host", "headers too large"],
 )
-async def test_malformed_http_gets_400_and_the_server_goes_on(garbage: bytes) -> None:
+async def test_malformed_http_is_refused_and_the_server_goes_on(
+    garbage: bytes, status: bytes
+) -> None:
     async with served(EchoApp()) as port:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(garbage)
-        assert (await read_until_closed(stream)).startswith(b"HTTP/1.1 400 ")
+        assert (await read_until_closed(stream)).startswith(b"HTTP/1.1 " + status + b" ")
         fresh = await trio.open_tcp_stream("127.0.0.1", port)
         await fresh.send_all(post("/x", b"ok"))
         assert await read_answers(fresh, 1) == [(200, b"POST /x 127.0.0.1 ok")]
