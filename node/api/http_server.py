@@ -143,7 +143,7 @@ class _HttpConnection:
                     return
                 head, body = read
                 path = head.target.partition(b"?")[0].decode("latin-1")
-                deadline.deadline = math.inf  # an upgraded connection lives as long as it likes
+                deadline.deadline = math.inf  # none while the app works, nor once upgraded
                 if _is_upgrade(head):
                     await self._websocket(head, path)
                     return
@@ -184,7 +184,7 @@ class _HttpConnection:
             elif kind is h11.EndOfMessage:
                 assert head is not None
                 return head, chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            else:  # ConnectionClosed (h11 raises if that cuts a request short)
+            else:  # ConnectionClosed between requests (h11 raises if one is cut short)
                 return None
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
