@@ -51,8 +51,7 @@ class AgentBook:
             return ErrorResponse("Too many extra agents.")
         for old in replaced:
             del self.agents[old.address]
-        self.agents.pop(address, None)  # an agent serves one master
-        self.agents[address] = Agent(address, master, name)
+        self.agents[address] = Agent(address, master, name)  # an agent serves one master
         return None
 
     def master_of(self, address: str) -> str | None:

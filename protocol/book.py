@@ -271,7 +271,7 @@ class OrderBook:
         orders = self.orders
         for tail in reversed(level.queue):
             if orders.get(tail.oid) is tail:
-                major, minor = self.late.get(tail.oid, (tail.oid, 0))
+                major, minor = self.key(tail)
                 if oid < major:
                     self.late[oid] = (major, minor + 1)
                 return

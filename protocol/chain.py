@@ -224,8 +224,10 @@ class Chain:
                 return DefaultResponse()
             case VaultTransferAction():
                 return ErrorResponse("Vault not found.")
-            case SetOraclePriceAction() | FundAction():
-                return self._devnet_control(action, time)
+            case SetOraclePriceAction():
+                return self._set_oracle_price(action)
+            case FundAction():
+                return self._fund(action, time)
             case SnapshotAction():
                 return SnapshotResponse(self._save(time))
             case RevertAction():
@@ -251,20 +253,19 @@ class Chain:
         for later in [i for i in self.saved if i >= snapshot_id]:
             del self.saved[later]
 
-    def _devnet_control(
-        self, action: SetOraclePriceAction | FundAction, time: int
-    ) -> ActionResponse:
-        """The devnet's own controls (POST /devnet), logged in blocks like any action."""
-        markets = self.markets
-        if isinstance(action, SetOraclePriceAction):
-            market = markets.by_coin.get(action.coin)
-            if market is None or market.is_spot:
-                return ErrorResponse(f"Unknown perp {action.coin!r}.")
-            px = parse_fixed(action.px, market.px_decimals)
-            if px is None or px <= 0:
-                return ErrorResponse(f"Invalid price {action.px!r} for {action.coin}.")
-            self.oracle.set_price(market.asset, px)
-            return DefaultResponse()
+    # The devnet's own controls (POST /devnet), logged in blocks like any action.
+
+    def _set_oracle_price(self, action: SetOraclePriceAction) -> ActionResponse:
+        market = self.markets.by_coin.get(action.coin)
+        if market is None or market.is_spot:
+            return ErrorResponse(f"Unknown perp {action.coin!r}.")
+        px = parse_fixed(action.px, market.px_decimals)
+        if px is None or px <= 0:
+            return ErrorResponse(f"Invalid price {action.px!r} for {action.coin}.")
+        self.oracle.set_price(market.asset, px)
+        return DefaultResponse()
+
+    def _fund(self, action: FundAction, time: int) -> ActionResponse:
         user = action.user.lower()
         if action.token == "USDC":
             micro = parse_usdc(action.amount)
@@ -272,7 +273,7 @@ class Chain:
                 return ErrorResponse(f"Invalid amount {action.amount!r}.")
             self.deposit(user, micro, time)
             return DefaultResponse()
-        token = markets.token_by_name(action.token)
+        token = self.markets.token_by_name(action.token)
         if token is None:
             return ErrorResponse(f"Unknown token {action.token!r}.")
         wei = parse_fixed(action.amount, token.wei_decimals)

@@ -744,13 +744,12 @@ class Exchange:
         """Replace a live order: the new order takes a new oid and keeps the old cloid unless
         it names its own."""
         oid = self.cloids.get((user, target)) if isinstance(target, str) else target
-        mine = self.user_orders.get(user, {})
-        if oid is None or oid not in mine:
+        old = None if oid is None else self.live_order(user, oid)
+        if oid is None or old is None:
             return OrderError(ERR_MISSING_ORDER)
         request = validate_order(self.markets, wire)
         if isinstance(request, str):
             return OrderError(request)
-        old = self.books[mine[oid]].orders.get(oid) or self.triggers[oid]
         if isinstance(old, TriggerOrder) and old.parent:
             return OrderError(ERR_MODIFY_GROUPING)
         self.remove_live_order(user, oid, CANCELED, time)
@@ -906,8 +905,6 @@ class Exchange:
         for oid, trigger in self.triggers.items():
             assert oid not in live, f"order {oid} both resting and parked"
             live[oid] = (trigger.user, trigger.asset)
-            if trigger.parent:
-                assert oid in self.children.get(trigger.parent, []), f"orphan child {oid}"
         indexed = {
             oid: (user, asset)
             for user, mine in self.user_orders.items()

@@ -184,8 +184,8 @@ def parse_size(text: str, market: Market) -> int | str:
     return _size_at_scale(text, market.sz_decimals)
 
 
-# Cached like `parse_fixed`, with the checks: order flow repeats the same few price and size
-# strings, and these run for every order.
+# Cached, with the checks: order flow repeats the same few price and size strings, and these
+# run for every order.
 
 
 @functools.lru_cache(maxsize=8192)
