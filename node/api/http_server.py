@@ -194,22 +194,32 @@ class _HttpConnection:
             log.exception("api request failed", method=request.method, path=request.path)
             return text_response(500, "Internal Server Error")
 
-    async def _send_response(self, response: HttpResponse, head_only: bool) -> None:
-        headers = [
-            (b"content-type", response.content_type),
-            (b"content-length", b"%d" % len(response.body)),
-        ]
+    def _encode(
+        self,
+        status: int,
+        content_type: bytes,
+        body: bytes,
+        *,
+        head_only: bool = False,
+        close: bool = False,
+    ) -> bytes:
+        """The bytes of a whole response, passed through h11 so it tracks the connection."""
+        headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+        if close:
+            headers.append((b"connection", b"close"))
         send = self.h11.send
-        head = h11.Response(
-            status_code=response.status, headers=headers, reason=_reason(response.status)
+        data = (
+            send(h11.Response(status_code=status, headers=headers, reason=_reason(status))) or b""
         )
-        data = send(head) or b""
-        if head_only:  # the answer to a HEAD has the length of the body it does not carry
-            data += send(h11.EndOfMessage()) or b""
-        else:
-            data += send(h11.Data(data=response.body)) or b""
-            data += send(h11.EndOfMessage()) or b""
-        await self.stream.send_all(data)
+        if not head_only:  # the answer to a HEAD has the length of the body it does not carry
+            data += send(h11.Data(data=body)) or b""
+        data += send(h11.EndOfMessage()) or b""
+        return data
+
+    async def _send_response(self, response: HttpResponse, head_only: bool) -> None:
+        await self.stream.send_all(
+            self._encode(response.status, response.content_type, response.body, head_only=head_only)
+        )
 
     async def _refuse(self, status: int, text: str) -> None:
         """Answer `status` and close, reading (a bounded amount of) what the client is still
@@ -217,19 +227,7 @@ class _HttpConnection:
         lose the answer."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = text.encode()
-        headers = [
-            (b"content-type", TEXT),
-            (b"content-length", b"%d" % len(body)),
-            (b"connection", b"close"),
-        ]
-        send = self.h11.send
-        data = (
-            send(h11.Response(status_code=status, headers=headers, reason=_reason(status))) or b""
-        )
-        data += send(h11.Data(data=body)) or b""
-        data += send(h11.EndOfMessage()) or b""
-        await self.stream.send_all(data)
+        await self.stream.send_all(self._encode(status, TEXT, text.encode(), close=True))
         drained = 0
         with trio.move_on_after(DRAIN_SECONDS):
             while drained < DRAIN_BYTES:
