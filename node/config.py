@@ -14,8 +14,9 @@ Invariants:
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -37,6 +38,8 @@ MAX_VERIFY_PROCESSES = 64
 MAX_PORT = 65_535
 KNOWN_TABLES = frozenset({"genesis", "node", "oracle", "lending", "dev_accounts", "market_maker"})
 MINING_MODES = ("interval", "instant", "mixed", "manual")
+
+SpecT = TypeVar("SpecT", bound=msgspec.Struct)
 
 
 class ConfigError(MarketsConfigError):
@@ -82,6 +85,17 @@ def _check_settings(block_time_ms: int, mining: str, data_dir: str, port: int) -
         raise ConfigError(f"node.port: {port} is not a TCP port (0 to {MAX_PORT})")
 
 
+def _defaults_kept(
+    spec: SpecT, table: dict[str, Any], field: str, keep: Callable[[str], object]
+) -> SpecT:
+    """`spec` with its dict `field` cut down to the entries whose name `keep` accepts, unless
+    the table sets that field: the defaults name tokens this genesis may not have."""
+    if field in table:
+        return spec
+    kept = {name: value for name, value in getattr(spec, field).items() if keep(name)}
+    return msgspec.structs.replace(spec, **{field: kept})
+
+
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     """A `NodeConfig` from a config already parsed from TOML."""
     unknown = sorted(set(raw) - KNOWN_TABLES)
@@ -104,30 +118,24 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> NodeConfig:
     if lending is not None and not isinstance(lending, dict):
         raise ConfigError("lending must be a table")
     reserves = load_lending(lending, markets)
+    dev_table = raw.get("dev_accounts", {})
     try:
-        dev = msgspec.convert(raw.get("dev_accounts", {}), DevAccountsSpec)
+        dev = msgspec.convert(dev_table, DevAccountsSpec)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"dev_accounts: {exc}") from exc
     if not 0 <= dev.count <= 1000:
         raise ConfigError(f"dev_accounts.count: {dev.count} is not in [0, 1000]")
-    if "spot" not in raw.get("dev_accounts", {}):
-        # The default funding covers the tokens this genesis has.
-        known = {name: amount for name, amount in dev.spot.items() if markets.token_by_name(name)}
-        dev = msgspec.structs.replace(dev, spot=known)
+    dev = _defaults_kept(dev, dev_table, "spot", markets.token_by_name)
     parse_funding(dev, markets)  # refuse bad amounts at load time
+    maker_table = raw.get("market_maker", {})
     try:
-        maker = msgspec.convert(raw.get("market_maker", {}), MarketMakerSpec)
+        maker = msgspec.convert(maker_table, MarketMakerSpec)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"market_maker: {exc}") from exc
-    if "spot" not in raw.get("market_maker", {}):
-        known = {name: amount for name, amount in maker.spot.items() if markets.token_by_name(name)}
-        maker = msgspec.structs.replace(maker, spot=known)
-    if "supply" not in raw.get("market_maker", {}):
-        known = {name: amount for name, amount in maker.supply.items() if name in maker.spot}
-        maker = msgspec.structs.replace(maker, supply=known)
-    if "spot_prices" not in raw.get("market_maker", {}):
-        known = {name: px for name, px in maker.spot_prices.items() if markets.token_by_name(name)}
-        maker = msgspec.structs.replace(maker, spot_prices=known)
+    maker = _defaults_kept(maker, maker_table, "spot", markets.token_by_name)
+    # After spot: the default supply covers only the tokens the maker is still funded with.
+    maker = _defaults_kept(maker, maker_table, "supply", lambda name: name in maker.spot)
+    maker = _defaults_kept(maker, maker_table, "spot_prices", markets.token_by_name)
     maker_funding(maker, markets)
     quoting = parse_quoting(maker, markets)
     try:
