@@ -392,14 +392,13 @@ def _log_block(block: BlockOutput, digest: bytes, took_ms: float, maker_actions:
     for executed in block.actions:
         if executed.index < maker_actions:
             continue
-        error = _error_of(executed.response)
-        if error is not None:
+        if isinstance(executed.response, ErrorResponse):
             log.info(
                 "action refused",
                 height=block.height,
                 user=executed.user,
                 action=type(executed.action).__name__,
-                error=error,
+                error=executed.response.error,
             )
     log.info(
         "block",
@@ -411,12 +410,6 @@ def _log_block(block: BlockOutput, digest: bytes, took_ms: float, maker_actions:
         hash=digest.hex()[:16],
         took_ms=round(took_ms, 3),
     )
-
-
-def _error_of(response: ActionResponse) -> str | None:
-    if isinstance(response, ErrorResponse):
-        return response.error
-    return None
 
 
 def _answer(reply: trio.MemorySendChannel[ResultT], result: ResultT) -> None:

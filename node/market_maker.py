@@ -139,8 +139,8 @@ class MarketMaker:
         self.quoted: dict[int, int] = {}  # asset -> reference price of its live quotes
         self._started = False
         self._spot_refs = dict(quoting.spot_refs)
-        # Spot pairs priced from a perp: (spot market, perp asset).
-        self._spot_from_perp: list[tuple[Market, int]] = []
+        # Spot pairs priced from a perp: (spot asset, perp asset, spot minus perp px decimals).
+        self._spot_from_perp: list[tuple[int, int, int]] = []
         usdc = markets.token_by_name("USDC")
         for pair in markets.pairs:
             spot = markets.by_coin[pair.name]
@@ -148,7 +148,8 @@ class MarketMaker:
             if usdc is None or pair.quote != usdc.index or spot.asset in self._spot_refs:
                 continue
             if perp is not None:
-                self._spot_from_perp.append((spot, perp.asset))
+                shift = spot.px_decimals - perp.px_decimals
+                self._spot_from_perp.append((spot.asset, perp.asset, shift))
 
     def reset(self) -> None:
         """Forget what it quoted: the next block requotes every market."""
@@ -169,11 +170,9 @@ class MarketMaker:
     def references(self, oracle: dict[int, int]) -> dict[int, int]:
         """Every quoted market's reference price at its own scale, by asset."""
         refs = {perp.asset: oracle[perp.asset] for perp in self.markets.perps}
-        for spot, perp_asset in self._spot_from_perp:
-            perp = self.markets.by_asset[perp_asset]
-            shift = spot.px_decimals - perp.px_decimals
+        for spot_asset, perp_asset, shift in self._spot_from_perp:
             px = oracle[perp_asset]
-            refs[spot.asset] = px * 10**shift if shift >= 0 else px // 10**-shift
+            refs[spot_asset] = px * 10**shift if shift >= 0 else px // 10**-shift
         refs.update(self._spot_refs)
         return {asset: px for asset, px in sorted(refs.items()) if px > 0}
 

@@ -30,11 +30,11 @@ import msgspec
 import pytest
 from eth_account import Account
 
-from node.config import load_config
+from node.config import DEFAULT_CONFIG_PATH, load_config
 from node.devaccounts import DevAccount, derive_accounts
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = ROOT / "configs" / "devnet.toml"
+DEFAULT_CONFIG = ROOT / DEFAULT_CONFIG_PATH
 
 
 class Devnet(msgspec.Struct):

@@ -90,7 +90,6 @@ class Verifier:
             raise ValueError(f"processes must be 0 or more, got {processes}")
         self.processes = processes
         self._ready: list[_Worker] = []
-        self._turn = 0
         self._last_request = 0
 
     @property
@@ -101,9 +100,8 @@ class Verifier:
         ready = self._ready
         if not ready:
             return verify_request(body)
-        self._turn += 1
-        worker = ready[self._turn % len(ready)]
         request = self._last_request = (self._last_request + 1) & 0xFFFFFFFF
+        worker = ready[request % len(ready)]  # round robin
         worker.waiting[request] = _Waiter(body)
         worker.send(REQUEST_HEAD.pack(request, len(body)) + body)
 
