@@ -90,6 +90,7 @@ from node.cli import tune_collector  # noqa: E402
 from node.config import load_config, override  # noqa: E402
 from node.devaccounts import derive_accounts  # noqa: E402
 from node.market_maker import MarketMaker  # noqa: E402
+from scripts.bench_node import percentile  # noqa: E402
 
 CONFIG = ROOT / "configs" / "devnet.toml"
 NOOP_PATH = "/bench/noop"
@@ -342,8 +343,7 @@ class Phase:
         self.latencies = latencies
 
     def latency_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+        return round(percentile(self.latencies, q) * 1000, 2)
 
 
 def run_phase(connections: Sequence[Connection], requests: Sequence[bytes]) -> Phase:

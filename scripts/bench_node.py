@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from node.actors import BlockEvent  # noqa: E402
-from node.blocklog import BlockLog  # noqa: E402
+from node.blocklog import read_records  # noqa: E402
 from node.blocks import BlockProducer, SubmitAction  # noqa: E402
 from node.chainstore import open_store, replay_records  # noqa: E402
 from node.cli import tune_collector  # noqa: E402
@@ -185,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         orders = sum(orders_in(a.action) for a in executed)
         took = [e.took_ms for e in events]
 
-        block_log, payloads = BlockLog.open(data_dir)
-        block_log.close()
+        payloads = read_records(data_dir)
         started = time.perf_counter()
         replayed = replay_records(payloads, str(data_dir))
         replay_s = time.perf_counter() - started
