@@ -92,7 +92,7 @@ def test_an_agent_trades_for_its_master(devnet: Devnet, info: Info) -> None:
     assert any(o["oid"] == oid for o in info.open_orders(devnet.accounts[5].address))
 
 
-def test_an_unknown_signer_and_a_replayed_nonce_are_refused(devnet: Devnet) -> None:
+def test_an_unknown_signer_is_refused(devnet: Devnet) -> None:
     stranger = Exchange(Account.create(), devnet.url)
     refused = stranger.order("ETH", True, 0.1, 2800.0, {"limit": {"tif": "Gtc"}})
     assert refused["status"] == "err"

@@ -137,6 +137,8 @@ async def test_the_workers_answer_as_the_node_would(processes: int) -> None:
                 for index, body in enumerate(BODIES * 3):
                     requests.start_soon(check, index, body)
         assert results == {i: verify_request(b) for i, b in enumerate(BODIES * 3)}
+        # Every request went to a worker (numbered from 1), none with 0 processes.
+        assert verifier._last_request == (len(BODIES) * 3 if processes else 0)
         # Answers of both kinds crossed (with 0 processes, this thread gave them).
         assert any(isinstance(r, Verified) for r in results.values())
         assert any(isinstance(r, Refused) and r.status == 422 for r in results.values())
@@ -165,8 +167,9 @@ async def test_requests_waiting_on_a_dead_worker_are_answered_here() -> None:
 async def test_a_cancelled_request_leaves_nothing_behind() -> None:
     async with running(1) as verifier:
         worker = paused_worker(verifier)
-        with trio.move_on_after(0.1):
+        with trio.move_on_after(0.1) as waited:
             await verifier.verify(BODIES[1])
+        assert waited.cancelled_caught  # it waited on the stopped worker until cancelled
         assert worker.waiting == {}
         os.kill(worker.process.pid, signal.SIGCONT)
         # The late answer is dropped; the next request is matched to its own.
