@@ -21,12 +21,11 @@ from protocol.actions import (
     CancelByCloidAction,
     CancelByCloidWire,
     NoopAction,
-    OrderAction,
     UpdateLeverageAction,
     UsdSendAction,
 )
 from protocol.chain import Action, BlockOutput
-from protocol.orders import LimitWire, OrderTypeWire, OrderWire
+from tests.protocol.conftest import limit_action
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "devnet.toml"
 GENESIS_MS = 1_700_000_000_000
@@ -39,14 +38,6 @@ def config_text() -> str:
     text = CONFIG.read_text()
     return text.replace(
         '[oracle.BTC]\nsource = "constant"\npx = "100000"\n', "[oracle.BTC]\n" + WALKING_BTC
-    )
-
-
-def order(
-    asset: int, is_buy: bool, px: str, sz: str, tif: str, cloid: str | None = None
-) -> OrderAction:
-    return OrderAction(
-        (OrderWire(asset, is_buy, px, sz, False, OrderTypeWire(LimitWire(tif)), cloid),)
     )
 
 
@@ -63,15 +54,15 @@ def workload(users: list[str], blocks: int, seed: int) -> list[list[tuple[str, A
             if kind == 0:  # take BTC quotes either way
                 is_buy = rng.random() < 0.5
                 px = "105000" if is_buy else "95000"
-                actions.append((user, order(BTC, is_buy, px, "0.01", "Ioc")))
+                actions.append((user, limit_action(BTC, is_buy, px, "0.01", "Ioc")))
             elif kind == 1:  # rest ETH away from the quotes, with a cloid
                 cloid = f"0x{height:032x}"
-                actions.append((user, order(ETH, True, "2900", "0.1", "Gtc", cloid)))
+                actions.append((user, limit_action(ETH, True, "2900", "0.1", "Gtc", cloid=cloid)))
             elif kind == 2:
                 cloid = f"0x{rng.randrange(height + 1):032x}"
                 actions.append((user, CancelByCloidAction((CancelByCloidWire(ETH, cloid),))))
             elif kind == 3:  # buy HYPE on spot from the maker
-                actions.append((user, order(HYPE_SPOT, True, "31", "1", "Ioc")))
+                actions.append((user, limit_action(HYPE_SPOT, True, "31", "1", "Ioc")))
             elif kind == 4:
                 actions.append((user, UpdateLeverageAction(BTC, True, rng.randrange(1, 20))))
             else:
@@ -90,10 +81,13 @@ async def run_script(
     config = parse_config(tomllib.loads(config_text()), "test")
     store, loaded = open_store(data_dir, config, config_text(), GENESIS_MS)
     checkpoint = None
+    jitters = 0  # the actors' calls of `checkpoint`
     if checkpoint_seed is not None:
         rng = random.Random(checkpoint_seed)
 
         async def checkpoint() -> None:
+            nonlocal jitters
+            jitters += 1
             for _ in range(rng.randrange(4)):
                 if rng.random() < 0.5:
                     await trio.lowlevel.checkpoint()
@@ -123,6 +117,8 @@ async def run_script(
                 assert answer.receive_nowait().height == mined.height  # answered in its block
         nursery.cancel_scope.cancel()
     store.log.close()
+    # The producer handed the checkpoint to its actors, who ran it more than once a block.
+    assert (jitters > len(script)) == (checkpoint_seed is not None), jitters
     events = []
     async for event in subscription:
         events.append(event)

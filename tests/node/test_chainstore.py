@@ -27,12 +27,10 @@ from node.config import load_config
 from node.devaccounts import derive_accounts
 from protocol.actions import (
     CreateSubAccountAction,
-    OrderAction,
     UpdateLeverageAction,
     UsdSendAction,
 )
 from protocol.chain import Action, Chain
-from protocol.orders import LimitWire, OrderTypeWire, OrderWire
 from protocol.records import (
     BlockRecord,
     GenesisRecord,
@@ -41,16 +39,12 @@ from protocol.records import (
     encode_record,
 )
 from protocol.state_hash import PART_DIGEST_SIZE, PARTS, chain_snapshot, state_digest
+from tests.protocol.conftest import limit_action
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "devnet.toml"
 GENESIS_MS = 1_700_000_000_000
 ALICE = "0x" + "a1" * 20
-
-
-def order() -> OrderAction:
-    kind = OrderTypeWire(limit=LimitWire("Gtc"))
-    return OrderAction((OrderWire(0, True, "100000", "0.01", False, kind),))
 
 
 async def run_blocks(data_dir: Path, blocks: int) -> BlockProducer:
@@ -69,7 +63,7 @@ async def run_blocks(data_dir: Path, blocks: int) -> BlockProducer:
         actions: list[Action] = [
             CreateSubAccountAction(f"sub{loaded.height}"),
             UpdateLeverageAction(0, False, 5),
-            order(),
+            limit_action(0, True, "100000", "0.01"),
         ]
         for action in actions[:blocks]:  # each waits for its block
             await producer.submit(ALICE, action)
@@ -134,15 +128,10 @@ DEV_A, DEV_B = (
 )
 
 
-def limit(asset: int, is_buy: bool, px: str, sz: str) -> OrderAction:
-    kind = OrderTypeWire(limit=LimitWire("Gtc"))
-    return OrderAction((OrderWire(asset, is_buy, px, sz, False, kind),))
-
-
 def blocks() -> list[list[tuple[str, Action]]]:
     """Five blocks: a resting BTC bid, a USDC send, a leverage change, two empty blocks."""
     return [
-        [(DEV_A, limit(0, True, "99000", "0.01"))],
+        [(DEV_A, limit_action(0, True, "99000", "0.01"))],
         [(DEV_B, UsdSendAction(DEV_A, "100"))],
         [(DEV_A, UpdateLeverageAction(1, True, 7))],
         [],
@@ -202,7 +191,11 @@ def test_records_hold_the_part_digests(tmp_path: Path) -> None:
     ("height", "forged", "parts"),
     [
         # A bid twice as big: A's resting notional and the book.
-        (1, (DEV_A, limit(0, True, "99000", "0.02")), ["clearinghouse.accounts", "exchange.books"]),
+        (
+            1,
+            (DEV_A, limit_action(0, True, "99000", "0.02")),
+            ["clearinghouse.accounts", "exchange.books"],
+        ),
         # Another amount sent: the two balances only.
         (2, (DEV_B, UsdSendAction(DEV_A, "101")), ["clearinghouse.accounts"]),
     ],

@@ -21,14 +21,13 @@ from node.devaccounts import derive_accounts
 from protocol.actions import (
     CancelByCloidAction,
     CancelByCloidWire,
-    OrderAction,
     SpotSendAction,
     UpdateLeverageAction,
     UsdSendAction,
 )
 from protocol.chain import Action
-from protocol.orders import LimitWire, OrderTypeWire, OrderWire
 from protocol.records import BlockRecord, decode_record, encode_record
+from tests.protocol.conftest import limit_action
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "devnet.toml"
@@ -49,11 +48,6 @@ def _price(units: int, decimals: int) -> str:
     return f"{units // 10**decimals}.{units % 10**decimals:0{decimals}d}"
 
 
-def _order(asset: int, is_buy: bool, px: str, sz: str, tif: str, cloid: str) -> OrderAction:
-    kind = OrderTypeWire(limit=LimitWire(tif))
-    return OrderAction((OrderWire(asset, is_buy, px, sz, False, kind, cloid),))
-
-
 def activity(rng: random.Random, users: list[str], cloids: list[tuple[str, int, str]]) -> Block:
     """One block of random actions: orders around the reference price (half of them cross the
     spread and fill), cancels of earlier orders by cloid, USDC and PURR sends, leverage."""
@@ -71,7 +65,7 @@ def activity(rng: random.Random, users: list[str], cloids: list[tuple[str, int, 
             cloid = f"0x{len(cloids):032x}"
             cloids.append((user, asset, cloid))
             tif = rng.choice(("Gtc", "Gtc", "Ioc"))
-            proposed.append((user, _order(asset, is_buy, px, sz, tif, cloid)))
+            proposed.append((user, limit_action(asset, is_buy, px, sz, tif, cloid=cloid)))
         elif kind < 0.75 and cloids:
             owner, asset, cloid = rng.choice(cloids)
             proposed.append((owner, CancelByCloidAction((CancelByCloidWire(asset, cloid),))))

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from protocol.actions import OrderAction
 from protocol.exchange import Exchange
 from protocol.markets import Markets, load_markets
 from protocol.orders import LimitWire, OrderTypeWire, OrderWire, TriggerWire
@@ -51,6 +52,19 @@ def limit(
     cloid: str | None = None,
 ) -> OrderWire:
     return OrderWire(asset, is_buy, px, sz, reduce_only, OrderTypeWire(limit=LimitWire(tif)), cloid)
+
+
+def limit_action(
+    asset: int,
+    is_buy: bool,
+    px: str,
+    sz: str,
+    tif: str = "Gtc",
+    reduce_only: bool = False,
+    cloid: str | None = None,
+) -> OrderAction:
+    """An order action of the one `limit` order."""
+    return OrderAction((limit(asset, is_buy, px, sz, tif, reduce_only, cloid),))
 
 
 def trigger(
