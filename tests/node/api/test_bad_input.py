@@ -10,14 +10,11 @@ in instant mining, so for them the signer's account is compared instead.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from hyperliquid.utils.signing import (
@@ -29,37 +26,13 @@ from hyperliquid.utils.signing import (
 
 from node.api.server import MAX_BODY_BYTES
 from node.pytest_plugin import Devnet
+from tests.node.api.conftest import Answer, now_ms, raw
 
 MALFORMED = "Failed to deserialize the JSON body into the target type"
 TWO_DAYS_MS = 2 * 86_400_000
 ETH = 1
 SIGNATURE = {"r": "0x" + "11" * 32, "s": "0x" + "22" * 32, "v": 27}  # well-shaped, signs nothing
 SECP256K1_GX = 0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798
-
-
-class Answer:
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
-        self.status, self.content_type, self.body = status, content_type, body
-
-    def json(self) -> Any:
-        assert self.content_type == "application/json", (self.status, self.body[:200])
-        return json.loads(self.body)
-
-    def text(self) -> str:
-        assert self.content_type.startswith("text/plain"), (self.status, self.body[:200])
-        return self.body.decode()
-
-
-def raw(devnet: Devnet, path: str, body: bytes = b"", method: str = "POST") -> Answer:
-    url = urlsplit(devnet.url)
-    assert url.hostname is not None and url.port is not None
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    try:
-        connection.request(method, path, body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        return Answer(response.status, response.getheader("content-type", ""), response.read())
-    finally:
-        connection.close()
 
 
 def post(devnet: Devnet, path: str, value: Any) -> Answer:
@@ -98,16 +71,6 @@ def account_unchanged(devnet: Devnet, user: str) -> Iterator[None]:
     yield
     assert_serving(devnet)
     assert account(devnet, user) == before
-
-
-def now_ms() -> int:
-    # Strictly increasing, so two requests in one test never share a nonce by accident.
-    now = time.time_ns() // 1_000_000
-    now_ms.last = max(now, now_ms.last + 1)  # type: ignore[attr-defined]
-    return now_ms.last  # type: ignore[attr-defined,no-any-return]
-
-
-now_ms.last = 0  # type: ignore[attr-defined]
 
 
 def order_action(px: float = 2000.0) -> Any:

@@ -11,11 +11,8 @@ a timeout), and the node must answer a normal /info request after each one.
 from __future__ import annotations
 
 import copy
-import http.client
 import json
-import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from hyperliquid.utils.signing import (
     USD_SEND_SIGN_TYPES,
@@ -27,12 +24,14 @@ from hypothesis import strategies as st
 
 from node.api.server import MAX_BODY_BYTES
 from node.pytest_plugin import Devnet
+from tests.node.api.conftest import now_ms, raw
 
 MALFORMED = b"Failed to deserialize the JSON body into the target type"
 TIMEOUT_S = 10
 USER = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # dev account 0
 OTHER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"  # dev account 1
 CLOID = "0x" + "00" * 15 + "2a"
+DUMMY_SIGNATURE = {"r": "0x1", "s": "0x1", "v": 27}  # for what the SDK cannot sign
 
 FUZZ = settings(
     max_examples=200,
@@ -112,6 +111,11 @@ L1_ACTIONS: list[Any] = [
     {"type": "createSubAccount", "name": "fuzz"},
     {"type": "noop"},
 ]
+
+
+def usd_send(at: int) -> Any:
+    return {"type": "usdSend", "destination": OTHER, "amount": "0.01", "time": at}
+
 
 # Values that probe the edges of the decoders: 64-bit bounds, decimal strings, odd text.
 EDGE_INTS = st.sampled_from([0, -1, 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -(2**63)])
@@ -215,16 +219,6 @@ def mutation(draw: st.DrawFn, template: Any) -> Any:
     return value
 
 
-def nonce() -> int:
-    """A fresh millisecond nonce, so a mutated action is not refused only for its nonce."""
-    now = time.time_ns() // 1_000_000
-    nonce.last = max(now, nonce.last + 1)  # type: ignore[attr-defined]
-    return nonce.last  # type: ignore[attr-defined,no-any-return]
-
-
-nonce.last = 0  # type: ignore[attr-defined]
-
-
 def sign(devnet: Devnet, action: Any, at: int) -> Any:
     """The SDK's signature of `action`, or None for an action it cannot sign (msgpack refuses
     an int beyond 64 bits, eth-account a usdSend field of the wrong type)."""
@@ -239,28 +233,25 @@ def sign(devnet: Devnet, action: Any, at: int) -> Any:
         return None
 
 
-def send(devnet: Devnet, path: str, body: bytes) -> None:
-    url = urlsplit(devnet.url)
-    assert url.hostname is not None and url.port is not None
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=TIMEOUT_S)
-    try:
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        status, kind, answer = response.status, response.getheader("content-type"), response.read()
-    finally:
-        connection.close()
+def send(devnet: Devnet, path: str, body: bytes) -> Any:
+    """POST `body` and check the answer is one the node may give; its JSON, None for a 413 or
+    422 (no JSON)."""
+    answer = raw(devnet, path, body, timeout=TIMEOUT_S)
+    status, kind = answer.status, answer.content_type
+    decoded = None
     assert status in (200, 413, 422), (status, body[:300])
     if status == 413:
         assert len(body) > MAX_BODY_BYTES
     elif status == 422:
-        assert (kind, answer) == ("text/plain; charset=utf-8", MALFORMED), body[:300]
+        assert (kind, answer.body) == ("text/plain; charset=utf-8", MALFORMED), body[:300]
     else:
         assert kind == "application/json", body[:300]
-        decoded = json.loads(answer)
+        decoded = json.loads(answer.body)
         if path == "/exchange":
             assert decoded["status"] in ("ok", "err"), decoded
     still = devnet.info({"type": "meta"})
     assert still["universe"][0]["name"] == "BTC"
+    return decoded
 
 
 def dumps(value: Any) -> bytes:
@@ -305,18 +296,17 @@ def test_exchange_random_json(devnet: Devnet, value: Any) -> None:
 @FUZZ
 @given(action=st.sampled_from(L1_ACTIONS).flatmap(mutation))
 def test_exchange_mutated_signed_l1_actions(devnet: Devnet, action: Any) -> None:
-    at = nonce()
-    signature = sign(devnet, action, at) or {"r": "0x1", "s": "0x1", "v": 27}
+    at = now_ms()
+    signature = sign(devnet, action, at) or DUMMY_SIGNATURE
     send(devnet, "/exchange", dumps({"action": action, "nonce": at, "signature": signature}))
 
 
 @FUZZ
 @given(data=st.data())
 def test_exchange_mutated_signed_usd_sends(devnet: Devnet, data: st.DataObject) -> None:
-    at = nonce()
-    template = {"type": "usdSend", "destination": OTHER, "amount": "0.01", "time": at}
-    action = data.draw(mutation(template))
-    signature = sign(devnet, action, at) or {"r": "0x1", "s": "0x1", "v": 27}
+    at = now_ms()
+    action = data.draw(mutation(usd_send(at)))
+    signature = sign(devnet, action, at) or DUMMY_SIGNATURE
     send(devnet, "/exchange", dumps({"action": action, "nonce": at, "signature": signature}))
 
 
@@ -324,7 +314,7 @@ def test_exchange_mutated_signed_usd_sends(devnet: Devnet, data: st.DataObject) 
 @given(data=st.data())
 def test_exchange_mutated_envelopes(devnet: Devnet, data: st.DataObject) -> None:
     """A signed order's envelope mutated after signing: nonce, signature, vault, expiry."""
-    at = nonce()
+    at = now_ms()
     action = L1_ACTIONS[0]
     envelope = {
         "action": action,
@@ -334,3 +324,18 @@ def test_exchange_mutated_envelopes(devnet: Devnet, data: st.DataObject) -> None
         "expiresAfter": None,
     }
     send(devnet, "/exchange", dumps(data.draw(mutation(envelope))))
+
+
+def test_the_templates_are_signed_and_pass_the_signature_check(devnet: Devnet) -> None:
+    """`sign` falls back to a dummy signature, so the mutation tests above would pass with it
+    broken: unmutated, every template gets a real signature whose signer the chain knows."""
+    for index in range(len(L1_ACTIONS) + 1):
+        at = now_ms()
+        action = L1_ACTIONS[index] if index < len(L1_ACTIONS) else usd_send(at)
+        signature = sign(devnet, action, at)
+        assert signature not in (None, DUMMY_SIGNATURE), action
+        body = {"action": action, "nonce": at, "signature": signature}
+        answer = send(devnet, "/exchange", dumps(body))
+        assert answer is not None, action  # a JSON answer, not a 422
+        response = json.dumps(answer["response"])
+        assert "signer" not in response and "does not exist" not in response, (action, answer)
