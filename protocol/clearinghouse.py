@@ -234,6 +234,12 @@ class Clearinghouse:
                 value += self.isolated_value(asset, position)
         return value
 
+    def perp_value(self, account: Account) -> int:
+        """The perp side of an account, micro-USDC: cash, marked positions and isolated margin.
+        In the unified modes `account_value` counts free spot USDC as cross cash; this leaves it
+        out, so callers that add the spot balances do not count it twice."""
+        return self.account_value(account) - self.unified_usdc(account)
+
     def position_margin(self, account: Account, asset: int, szi: int) -> int:
         """Initial margin of a position of size szi at the mark and the account's leverage."""
         return initial_margin(abs(szi) * self.mark(asset), self.leverage_of(account, asset).value)

@@ -100,7 +100,7 @@ def total_value(clearinghouse: Clearinghouse, user: str) -> int:
     """Perp account value plus spot USDC, micro-USDC (other spot tokens are not valued)."""
     account = clearinghouse.accounts[user]
     spot_usdc = account.spot_total.get(clearinghouse.usdc_token, 0) // SPOT_USDC_PER_MICRO
-    return clearinghouse.account_value(account) - clearinghouse.unified_usdc(account) + spot_usdc
+    return clearinghouse.perp_value(account) + spot_usdc
 
 
 def abstraction_of(clearinghouse: Clearinghouse, user: str) -> str:
