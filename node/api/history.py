@@ -291,8 +291,10 @@ class History:
         bars = self._bars.get((coin, interval))
         if bars is None:
             bars = self._bars[(coin, interval)] = deque(maxlen=CANDLES_KEPT)
-        open_time = candle_open(interval, time)
-        if not bars or bars[-1].open_time != open_time:
+        # Times never go back, so only a trade past the last bar's close starts a bar (and
+        # needs its open time worked out).
+        if not bars or time > bars[-1].close_time:
+            open_time = candle_open(interval, time)
             bars.append(_Bar(open_time, candle_close(interval, open_time), px))
         bar = bars[-1]
         bar.close = px
@@ -370,23 +372,30 @@ class History:
 
     def candles(self, coin: str, interval: str, start: int, end: int) -> list[Candle]:
         """The coin's candles of `interval` overlapping [start, end], oldest first."""
-        return [
-            Candle(
-                coin,
-                interval,
-                bar.open_time,
-                bar.close_time,
-                bar.open,
-                bar.close,
-                bar.high,
-                bar.low,
-                bar.volume,
-                bar.notional,
-                bar.trades,
-            )
-            for bar in self._bars.get((coin, interval), ())
-            if bar.close_time >= start and bar.open_time <= end
-        ]
+        picked: list[Candle] = []
+        # Bars are kept in time order and do not overlap: scan from the newest, as a query
+        # mostly asks for recent ones.
+        for bar in reversed(self._bars.get((coin, interval), ())):
+            if bar.close_time < start:
+                break
+            if bar.open_time <= end:
+                picked.append(
+                    Candle(
+                        coin,
+                        interval,
+                        bar.open_time,
+                        bar.close_time,
+                        bar.open,
+                        bar.close,
+                        bar.high,
+                        bar.low,
+                        bar.volume,
+                        bar.notional,
+                        bar.trades,
+                    )
+                )
+        picked.reverse()
+        return picked
 
     def day_stats(self, coin: str) -> DayStats:
         """The 24 h before the latest block, at 1-minute resolution: a minute candle counts
