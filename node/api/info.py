@@ -39,10 +39,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from itertools import islice
+from typing import TypeVar
 
 import msgspec
 
-from node.api.history import EPOCH_ORDINAL, INTERVALS, History, OrderRecord
+from node.api.history import (
+    EPOCH_ORDINAL,
+    INTERVALS,
+    FillRecord,
+    FundingRateRecord,
+    FundingRecord,
+    History,
+    LedgerRecord,
+    OrderRecord,
+)
 from node.api.shapes import (
     Json,
     book_levels,
@@ -51,6 +62,7 @@ from node.api.shapes import (
     frontend_order_json,
     funding_json,
     ledger_json,
+    leverage_json,
     open_order_json,
     price,
     rate,
@@ -61,8 +73,8 @@ from protocol.book import OrderBook
 from protocol.borrow_lend import collateral_of, token_price, value_of
 from protocol.chain import Chain
 from protocol.clearinghouse import SPOT_USDC_PER_MICRO, UNIFIED_MODES, Account, Position
-from protocol.exchange import DAY_MS
-from protocol.fixed import RATE_DECIMALS, SPOT_NOTIONAL_DECIMALS, USD_SCALE
+from protocol.exchange import DAY_MS, LiveOrder
+from protocol.fixed import SPOT_NOTIONAL_DECIMALS, USD_SCALE
 from protocol.funding import impact_notional_for, impact_price
 from protocol.lending import LTV_DECIMALS
 from protocol.margin import (
@@ -115,16 +127,24 @@ class _UserRequest(_Request, frozen=True):
     user: str
 
 
-class MetaRequest(_Request, frozen=True, tag="meta"):
+class _DexRequest(_Request, frozen=True):
     dex: str | None = None
+
+
+class _UserDexRequest(_UserRequest, frozen=True):
+    dex: str | None = None
+
+
+class MetaRequest(_DexRequest, frozen=True, tag="meta"):
+    pass
 
 
 class SpotMetaRequest(_Request, frozen=True, tag="spotMeta"):
     pass
 
 
-class MetaAndAssetCtxsRequest(_Request, frozen=True, tag="metaAndAssetCtxs"):
-    dex: str | None = None
+class MetaAndAssetCtxsRequest(_DexRequest, frozen=True, tag="metaAndAssetCtxs"):
+    pass
 
 
 class SpotMetaAndAssetCtxsRequest(_Request, frozen=True, tag="spotMetaAndAssetCtxs"):
@@ -135,24 +155,24 @@ class PerpDexsRequest(_Request, frozen=True, tag="perpDexs"):
     pass
 
 
-class AllMidsRequest(_Request, frozen=True, tag="allMids"):
-    dex: str | None = None
+class AllMidsRequest(_DexRequest, frozen=True, tag="allMids"):
+    pass
 
 
-class ClearinghouseStateRequest(_UserRequest, frozen=True, tag="clearinghouseState"):
-    dex: str | None = None
+class ClearinghouseStateRequest(_UserDexRequest, frozen=True, tag="clearinghouseState"):
+    pass
 
 
 class SpotClearinghouseStateRequest(_UserRequest, frozen=True, tag="spotClearinghouseState"):
     pass
 
 
-class OpenOrdersRequest(_UserRequest, frozen=True, tag="openOrders"):
-    dex: str | None = None
+class OpenOrdersRequest(_UserDexRequest, frozen=True, tag="openOrders"):
+    pass
 
 
-class FrontendOpenOrdersRequest(_UserRequest, frozen=True, tag="frontendOpenOrders"):
-    dex: str | None = None
+class FrontendOpenOrdersRequest(_UserDexRequest, frozen=True, tag="frontendOpenOrders"):
+    pass
 
 
 class UserFillsRequest(_UserRequest, frozen=True, tag="userFills"):
@@ -355,6 +375,8 @@ def answer_info(request: object, chain: Chain, history: History) -> tuple[int, J
 
 
 def _answer(request: InfoRequest, chain: Chain, history: History) -> Json:
+    if isinstance(request, _DexRequest | _UserDexRequest) and request.dex:
+        raise InvalidRequestError(request.dex)  # the devnet has only the default perp dex
     if isinstance(request, _UserRequest):
         user = normalize_address(request.user)
         if user is None:
@@ -363,21 +385,35 @@ def _answer(request: InfoRequest, chain: Chain, history: History) -> Json:
     return _ANSWERS[type(request)](request, chain, history)
 
 
-def _default_dex(dex: str | None) -> None:
-    """The devnet has only the default perp dex ("" or absent)."""
-    if dex:
-        raise InvalidRequestError(dex)
-
-
 def _in_range(time: int, start: int, end: int | None) -> bool:
     return time >= start and (end is None or time <= end)
+
+
+# What the time-ranged queries (fundingHistory, userFunding, userNonFundingLedgerUpdates) read.
+_Record = TypeVar("_Record", FundingRateRecord, FundingRecord, LedgerRecord)
+
+
+def _time_ranged(
+    records: list[_Record], time_of: Callable[[_Record], int], start: int, end: int | None
+) -> list[_Record]:
+    """The records timed in [start, end], in order, at most TIME_RANGE_LIMIT of them: each
+    is one entry of the answer, so only those are shaped."""
+    in_range = (record for record in records if _in_range(time_of(record), start, end))
+    return list(islice(in_range, TIME_RANGE_LIMIT))
+
+
+def _rate_time(record: FundingRateRecord) -> int:
+    return record.time
+
+
+def _update_time(record: FundingRecord | LedgerRecord) -> int:
+    return record.update.time
 
 
 # Market metadata.
 
 
 def _meta(request: MetaRequest, chain: Chain, history: History) -> Json:
-    _default_dex(request.dex)
     return meta_json(chain)
 
 
@@ -446,7 +482,6 @@ def spot_meta_json(chain: Chain) -> dict[str, Json]:
 
 
 def _meta_and_asset_ctxs(request: MetaAndAssetCtxsRequest, chain: Chain, history: History) -> Json:
-    _default_dex(request.dex)
     contexts: list[Json] = [
         _perp_context(chain, history, perp.asset) for perp in chain.markets.perps
     ]
@@ -545,7 +580,6 @@ def _spot_price(chain: Chain, market: Market) -> int | None:
 def _all_mids(request: AllMidsRequest, chain: Chain, history: History) -> Json:
     """Every coin with a price: the book's mid, else the last trade, else the mark (perps) or
     the oracle price of the base token (spot)."""
-    _default_dex(request.dex)
     clearinghouse = chain.clearinghouse
     mids: dict[str, Json] = {}
     for asset in sorted(chain.markets.by_asset):
@@ -592,17 +626,18 @@ def _candle_snapshot(request: CandleSnapshotRequest, chain: Chain, history: Hist
 
 
 def _funding_history(request: FundingHistoryRequest, chain: Chain, history: History) -> Json:
-    entries: list[Json] = [
+    records = _time_ranged(
+        history.funding_rates(request.coin), _rate_time, request.start_time, request.end_time
+    )
+    return [
         {
             "coin": record.coin,
             "fundingRate": rate(record.rate),
             "premium": rate(record.premium),
             "time": record.time,
         }
-        for record in history.funding_rates(request.coin)
-        if _in_range(record.time, request.start_time, request.end_time)
+        for record in records
     ]
-    return entries[:TIME_RANGE_LIMIT]
 
 
 # Perp and spot account state.
@@ -611,7 +646,6 @@ def _funding_history(request: FundingHistoryRequest, chain: Chain, history: Hist
 def _clearinghouse_state(
     request: ClearinghouseStateRequest, user: str, chain: Chain, history: History
 ) -> Json:
-    _default_dex(request.dex)
     return clearinghouse_state_json(chain, user, history.time)
 
 
@@ -675,15 +709,9 @@ def _position_json(
     notional = abs(szi) * mark
     entry = position.entry_ntl
     pnl = szi * mark - entry if szi > 0 else entry - notional
-    leverage_json: dict[str, Json] = {"type": "cross", "value": leverage.value}
     margin_used = initial_margin(notional, leverage.value)
     available = cross_margin
     if not leverage.is_cross:
-        leverage_json = {
-            "type": "isolated",
-            "value": leverage.value,
-            "rawUsd": usd(position.isolated_raw),
-        }
         margin_used = isolated_margin_used(position.isolated_raw, szi, mark)
         available = margin_used - maintenance_margin(table, notional)
     liquidation = None
@@ -694,7 +722,7 @@ def _position_json(
         "position": {
             "coin": market.coin,
             "szi": size(szi, market),
-            "leverage": leverage_json,
+            "leverage": leverage_json(leverage, position.isolated_raw),
             "entryPx": average_price(entry, abs(szi), market),
             "positionValue": usd(notional),
             "unrealizedPnl": usd(pnl),
@@ -745,7 +773,7 @@ def spot_state_json(chain: Chain, history: History, user: str) -> dict[str, Json
         total = account.spot_total.get(token, 0) + supplied - borrowed
         hold = account.spot_hold.get(token, 0)
         if unified and token == usdc:
-            total += _perp_value(chain, account) * SPOT_USDC_PER_MICRO
+            total += clearinghouse.perp_value(account) * SPOT_USDC_PER_MICRO
             hold += _perp_margin(chain, account) * SPOT_USDC_PER_MICRO
         wei = markets.tokens[token].wei_decimals
         entry: dict[str, Json] = {
@@ -780,12 +808,6 @@ def spot_state_json(chain: Chain, history: History, user: str) -> dict[str, Json
     ]
     result["tokenToAvailableAfterMaintenance"] = available
     return result
-
-
-def _perp_value(chain: Chain, account: Account) -> int:
-    """The perp side of an account: cash, marked positions and isolated margin, micro-USDC."""
-    clearinghouse = chain.clearinghouse
-    return clearinghouse.account_value(account) - clearinghouse.unified_usdc(account)
 
 
 def _perp_margin(chain: Chain, account: Account) -> int:
@@ -823,15 +845,23 @@ def _children(chain: Chain, oid: int) -> list[Json]:
     return [frontend_order_json(child, child.sz, None, [], chain.markets) for child in waiting]
 
 
+def _live_frontend_order(
+    chain: Chain, order: LiveOrder, record: OrderRecord | None
+) -> dict[str, Json]:
+    """A live order as it rests now; its history `record` keeps the TP/SL it began as."""
+    trigger = None if record is None else record.trigger
+    children = _children(chain, order.oid)
+    return frontend_order_json(order, order.sz, trigger, children, chain.markets)
+
+
 def _order_entry(
     chain: Chain, history: History, user: str, record: OrderRecord | None, oid: int
 ) -> Json:
     """The orderStatus / historicalOrders entry of an order: live orders as they rest now."""
     live = chain.exchange.live_order(user, oid)
     if live is not None:
-        trigger = None if record is None else record.trigger
         time = live.timestamp if record is None else record.time
-        order = frontend_order_json(live, live.sz, trigger, _children(chain, oid), chain.markets)
+        order = _live_frontend_order(chain, live, record)
         return {"order": order, "status": OPEN, "statusTimestamp": time}
     assert record is not None
     remaining = 0 if record.status == FILLED else record.order.sz
@@ -866,7 +896,6 @@ def _historical_orders(
 
 
 def _open_orders(request: OpenOrdersRequest, user: str, chain: Chain, history: History) -> Json:
-    _default_dex(request.dex)
     orders = reversed(chain.exchange.open_orders(user))  # newest first, as Hyperliquid lists
     return [open_order_json(order, chain.markets) for order in orders]
 
@@ -874,14 +903,10 @@ def _open_orders(request: OpenOrdersRequest, user: str, chain: Chain, history: H
 def _frontend_open_orders(
     request: FrontendOpenOrdersRequest, user: str, chain: Chain, history: History
 ) -> Json:
-    _default_dex(request.dex)
-    result: list[Json] = []
-    for order in reversed(chain.exchange.open_orders(user)):
-        record = history.order(user, order.oid)
-        trigger = None if record is None else record.trigger
-        children = _children(chain, order.oid)
-        result.append(frontend_order_json(order, order.sz, trigger, children, chain.markets))
-    return result
+    return [
+        _live_frontend_order(chain, order, history.order(user, order.oid))
+        for order in reversed(chain.exchange.open_orders(user))
+    ]
 
 
 # Fills, funding, ledger.
@@ -889,7 +914,7 @@ def _frontend_open_orders(
 
 def _user_fills(request: UserFillsRequest, user: str, chain: Chain, history: History) -> Json:
     newest_first = list(reversed(history.fills(user)))
-    return fills_json(newest_first, chain.markets, request.aggregate_by_time)[:FILLS_ANSWERED]
+    return _fills_answered(newest_first, chain, request.aggregate_by_time)
 
 
 def _user_fills_by_time(
@@ -901,27 +926,30 @@ def _user_fills_by_time(
         for record in history.fills(user)
         if _in_range(record.fill.time, request.start_time, request.end_time)
     ]
-    return fills_json(records, chain.markets, request.aggregate_by_time)[:FILLS_ANSWERED]
+    return _fills_answered(records, chain, request.aggregate_by_time)
+
+
+def _fills_answered(records: list[FillRecord], chain: Chain, aggregate: bool) -> Json:
+    """The first FILLS_ANSWERED fills of `records`. Unaggregated, each record is one entry,
+    so only those are shaped; aggregated, an entry may stand for several records, so the cut
+    comes after aggregating."""
+    if aggregate:
+        return fills_json(records, chain.markets, True)[:FILLS_ANSWERED]
+    return fills_json(records[:FILLS_ANSWERED], chain.markets, False)
 
 
 def _user_funding(request: UserFundingRequest, user: str, chain: Chain, history: History) -> Json:
-    entries: list[Json] = [
-        funding_json(record, chain.markets)
-        for record in history.funding(user)
-        if _in_range(record.update.time, request.start_time, request.end_time)
-    ]
-    return entries[:TIME_RANGE_LIMIT]
+    records = _time_ranged(
+        history.funding(user), _update_time, request.start_time, request.end_time
+    )
+    return [funding_json(record, chain.markets) for record in records]
 
 
 def _user_non_funding_ledger_updates(
     request: UserNonFundingLedgerUpdatesRequest, user: str, chain: Chain, history: History
 ) -> Json:
-    entries: list[Json] = [
-        ledger_json(record, chain.markets)
-        for record in history.ledger(user)
-        if _in_range(record.update.time, request.start_time, request.end_time)
-    ]
-    return entries[:TIME_RANGE_LIMIT]
+    records = _time_ranged(history.ledger(user), _update_time, request.start_time, request.end_time)
+    return [ledger_json(record, chain.markets) for record in records]
 
 
 # Account information.
@@ -997,7 +1025,7 @@ def _referral(request: ReferralRequest, user: str, chain: Chain, history: Histor
 def _portfolio(request: PortfolioRequest, user: str, chain: Chain, history: History) -> Json:
     now = history.time
     account = chain.clearinghouse.accounts.get(user) or Account(user)
-    perp_value = _perp_value(chain, account)
+    perp_value = chain.clearinghouse.perp_value(account)
     total_value = perp_value + _spot_value(chain, account)
     all_time = history.totals(user)
     result: list[Json] = []
@@ -1070,10 +1098,10 @@ def _reserve_json(chain: Chain, token_index: int) -> dict[str, Json] | None:
     token = chain.markets.tokens[token_index]
     wei = token.wei_decimals
     return {
-        "borrowYearlyRate": decimal(state.borrow_yearly_rate, RATE_DECIMALS),
-        "supplyYearlyRate": decimal(state.supply_yearly_rate, RATE_DECIMALS),
+        "borrowYearlyRate": rate(state.borrow_yearly_rate),
+        "supplyYearlyRate": rate(state.supply_yearly_rate),
         "balance": decimal(state.balance, wei),
-        "utilization": decimal(state.utilization, RATE_DECIMALS),
+        "utilization": rate(state.utilization),
         "oraclePx": usd(token_price(chain.clearinghouse, token)),
         "ltv": decimal(state.ltv, LTV_DECIMALS),
         "totalSupplied": decimal(state.total_supplied, wei),

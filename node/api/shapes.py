@@ -1,6 +1,7 @@
 """Hyperliquid's JSON shapes for the records the chain and the history keep: fills, orders as
-the frontend sees them, ledger and funding updates, candles and book levels. /info builds its
-answers from these, and the WebSocket feeds can send the same objects.
+the frontend sees them, a position's leverage, ledger and funding updates, candles and book
+levels. /info builds its answers from these, and the WebSocket feeds can send the same
+objects.
 
 Invariants:
 - Pure presentation: each function reads its arguments and returns new JSON-able values;
@@ -19,6 +20,7 @@ from typing import TypeAlias
 from node.api.history import Candle, FillRecord, FundingRecord, LedgerRecord
 from node.api.wire import average_price, decimal, usd
 from protocol.book import RestingOrder
+from protocol.clearinghouse import Leverage
 from protocol.exchange import LiveOrder, TriggerOrder
 from protocol.fixed import RATE_DECIMALS, SPOT_NOTIONAL_DECIMALS
 from protocol.ledger import (
@@ -82,10 +84,8 @@ def fill_json(record: FillRecord, markets: Markets) -> dict[str, Json]:
     if market.is_spot:
         base = markets.tokens[market.base_token]
         start = decimal(fill.start_position, base.wei_decimals)
-        fee = token_amount(markets, fill.fee_token, fill.fee)
     else:
         start = size(fill.start_position, market)
-        fee = usd(fill.fee)
     result: dict[str, Json] = {
         "coin": fill.coin,
         "px": price(fill.px, market),
@@ -98,7 +98,7 @@ def fill_json(record: FillRecord, markets: Markets) -> dict[str, Json]:
         "hash": record.hash,
         "oid": fill.oid,
         "crossed": fill.crossed,
-        "fee": fee,
+        "fee": _fee(markets, market, fill.fee_token, fill.fee),
         "tid": fill.tid,
     }
     if fill.cloid is not None:
@@ -127,9 +127,13 @@ def _aggregate(group: list[FillRecord], markets: Markets) -> dict[str, Json]:
     result["sz"] = size(total_sz, market)
     result["closedPnl"] = usd(sum(record.fill.closed_pnl for record in group))
     fee = sum(record.fill.fee for record in group)
-    fee_token = first.fill.fee_token
-    result["fee"] = token_amount(markets, fee_token, fee) if market.is_spot else usd(fee)
+    result["fee"] = _fee(markets, market, first.fill.fee_token, fee)
     return result
+
+
+def _fee(markets: Markets, market: Market, token: str, amount: int) -> str:
+    """A fill's fee: in the fee token's decimals on spot, in USDC on perps."""
+    return token_amount(markets, token, amount) if market.is_spot else usd(amount)
 
 
 # Orders.
@@ -207,6 +211,16 @@ def frontend_order_json(
         )
     result["cloid"] = order.cloid
     return result
+
+
+# Positions.
+
+
+def leverage_json(leverage: Leverage, isolated_raw: int) -> dict[str, Json]:
+    """A position's `leverage`; `isolated_raw` (micro-USDC) is shown only when isolated."""
+    if leverage.is_cross:
+        return {"type": "cross", "value": leverage.value}
+    return {"type": "isolated", "value": leverage.value, "rawUsd": usd(isolated_raw)}
 
 
 # Ledger and funding.

@@ -68,6 +68,7 @@ from node.api.shapes import (
     fills_json,
     funding_json,
     ledger_json,
+    leverage_json,
     open_order_json,
     price,
     side,
@@ -429,6 +430,8 @@ class _View:
         self.stale = output is not None and history.height > output.height
         self._answers: dict[tuple[tuple[str, Json], ...], Json] = {}
         self._fills: dict[str, list[FillRecord]] = {}
+        self._ledger: dict[str, list[LedgerRecord]] = {}
+        self._funding: dict[str, list[FundingRecord]] = {}
 
     def info(self, request: dict[str, Json]) -> Json:
         """The /info answer to `request` (None when /info would refuse it)."""
@@ -467,24 +470,36 @@ class _View:
 
     def fills_of(self, user: str) -> list[FillRecord]:
         """The user's fills in the block, as the history recorded them."""
-        if user not in self._fill_users:
-            return []
-        if user not in self._fills:
-            self._fills[user] = self._in_block(self.history.fills(user), _fill_time)
-        return self._fills[user]
+        return self._records_of(user, self._fill_users, self._fills, self.history.fills, _fill_time)
 
     def ledger_of(self, user: str) -> list[LedgerRecord]:
-        if user not in self._ledger_users:
-            return []
-        return self._in_block(self.history.ledger(user), _update_time)
+        return self._records_of(
+            user, self._ledger_users, self._ledger, self.history.ledger, _update_time
+        )
 
     def funding_of(self, user: str) -> list[FundingRecord]:
-        if user not in self._funding_users:
-            return []
-        return self._in_block(self.history.funding(user), _update_time)
+        return self._records_of(
+            user, self._funding_users, self._funding, self.history.funding, _update_time
+        )
 
     def order_updates_of(self, user: str) -> list[OrderUpdate]:
         return self._order_updates.get(user, [])
+
+    def _records_of(
+        self,
+        user: str,
+        users: set[str],
+        cache: dict[str, list[Record]],
+        read: Callable[[str], list[Record]],
+        time_of: Callable[[Record], int],
+    ) -> list[Record]:
+        """The user's records in the block, looked up once per build: several channels of
+        one user (user, userFills, userFundings, ...) read the same ones."""
+        if user not in users:
+            return []
+        if user not in cache:
+            cache[user] = self._in_block(read(user), time_of)
+        return cache[user]
 
     def _in_block(self, records: list[Record], time_of: Callable[[Record], int]) -> list[Record]:
         """The records stamped with the block's time, oldest first. Block times strictly
@@ -602,17 +617,14 @@ def _active_asset_data(subscription: ActiveAssetData, view: _View) -> Json:
     account = clearinghouse.accounts.get(subscription.user) or Account(subscription.user)
     leverage = clearinghouse.leverage_of(account, market.asset)
     position = account.positions.get(market.asset)
-    leverage_json: Json = {"type": "cross", "value": leverage.value}
-    if not leverage.is_cross:
-        raw = 0 if position is None else position.isolated_raw
-        leverage_json = {"type": "isolated", "value": leverage.value, "rawUsd": usd(raw)}
+    isolated_raw = 0 if position is None else position.isolated_raw
     free = max(0, clearinghouse.cross_available(account))
     mark = clearinghouse.mark(market.asset)
     buy, sell = clearinghouse.max_trade_sizes(account, market.asset)
     return {
         "user": subscription.user,
         "coin": subscription.coin,
-        "leverage": leverage_json,
+        "leverage": leverage_json(leverage, isolated_raw),
         "maxTradeSzs": [size(buy, market), size(sell, market)],
         "availableToTrade": [usd(free), usd(free)],
         "markPx": price(mark, market),
@@ -654,7 +666,7 @@ def _user_events(subscription: UserEvents, view: _View) -> list[Json]:
         messages.append(_message("user", {"funding": _funding_entry(funding, view)}))
     for record in view.ledger_of(user):
         delta = record.update.delta
-        if isinstance(delta, Liquidation) and record.update.users[0] == user:
+        if isinstance(delta, Liquidation):  # only the liquidated user's ledger has it
             liquidation = {
                 "lid": int(record.hash, 16) >> (256 - LID_BITS),
                 "liquidator": chain.liquidator.address,
